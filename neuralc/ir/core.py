@@ -1,0 +1,281 @@
+"""The generic IR core: values, ops, blocks, regions, modules, and the rewriter.
+
+Every IR level (graph, tensor, kernel) uses these objects; what an op *means* is declared once
+by its :class:`~neuralc.ir.opdef.OpDef` in a dialect, looked up by name. Use lists are kept by
+the objects themselves, and rewrites go through :class:`Rewriter`, so passes never leave a
+dangling use behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from neuralc.ir.types import TensorType
+from neuralc.location import UNKNOWN, Location
+
+
+@dataclass(eq=False)
+class Use:
+    op: "Op"
+    index: int
+
+
+class Value:
+    """An SSA value: a block argument or an op result."""
+
+    def __init__(self, type: TensorType, name_hint: str | None = None):
+        self.type = type
+        self.name_hint = name_hint
+        self.uses: list[Use] = []
+
+    @property
+    def owner(self) -> "Op | Block":
+        raise NotImplementedError
+
+    def users(self) -> list["Op"]:
+        seen: list[Op] = []
+        for u in self.uses:
+            if u.op not in seen:
+                seen.append(u.op)
+        return seen
+
+    def replace_all_uses_with(self, new: "Value") -> None:
+        for use in list(self.uses):
+            use.op.set_operand(use.index, new)
+
+
+class BlockArgument(Value):
+    def __init__(self, type: TensorType, block: "Block", index: int, name_hint: str | None = None):
+        super().__init__(type, name_hint)
+        self.block = block
+        self.index = index
+        self.location: Location = UNKNOWN
+
+    @property
+    def owner(self) -> "Block":
+        return self.block
+
+
+class OpResult(Value):
+    def __init__(self, type: TensorType, op: "Op", index: int):
+        super().__init__(type)
+        self.op = op
+        self.index = index
+
+    @property
+    def owner(self) -> "Op":
+        return self.op
+
+
+Attribute = Any  # int | float | str | bool | None | list[Attribute] | dict[str, Attribute] | TensorType
+
+
+class Op:
+    """One operation: a name, SSA operands and results, attributes, regions and a location."""
+
+    def __init__(
+        self,
+        name: str,
+        operands: list[Value] | tuple[Value, ...] = (),
+        result_types: list[TensorType] | tuple[TensorType, ...] = (),
+        attributes: dict[str, Attribute] | None = None,
+        regions: list["Region"] | None = None,
+        location: Location = UNKNOWN,
+    ):
+        self.name = name
+        self._operands: list[Value] = []
+        self.results: list[OpResult] = [OpResult(t, self, i) for i, t in enumerate(result_types)]
+        self.attributes: dict[str, Attribute] = dict(attributes or {})
+        self.regions: list[Region] = []
+        self.location = location
+        self.parent: Block | None = None
+        for v in operands:
+            self._add_operand(v)
+        for r in regions or []:
+            self.add_region(r)
+
+    # -- operands -----------------------------------------------------------------------
+    @property
+    def operands(self) -> tuple[Value, ...]:
+        return tuple(self._operands)
+
+    def _add_operand(self, v: Value) -> None:
+        v.uses.append(Use(self, len(self._operands)))
+        self._operands.append(v)
+
+    def set_operand(self, index: int, v: Value) -> None:
+        old = self._operands[index]
+        old.uses = [u for u in old.uses if not (u.op is self and u.index == index)]
+        self._operands[index] = v
+        v.uses.append(Use(self, index))
+
+    def set_operands(self, values: list[Value]) -> None:
+        self.drop_operands()
+        for v in values:
+            self._add_operand(v)
+
+    def drop_operands(self) -> None:
+        for i, v in enumerate(self._operands):
+            v.uses = [u for u in v.uses if not (u.op is self and u.index == i)]
+        self._operands = []
+
+    # -- structure ----------------------------------------------------------------------
+    def add_region(self, region: "Region") -> None:
+        region.parent = self
+        self.regions.append(region)
+
+    @property
+    def result(self) -> OpResult:
+        if len(self.results) != 1:
+            raise ValueError(f"{self.name} has {len(self.results)} results, not one")
+        return self.results[0]
+
+    @property
+    def dialect(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    def walk(self) -> Iterator["Op"]:
+        """This op and every op nested in its regions, in program order (pre-order)."""
+        yield self
+        for r in self.regions:
+            for b in r.blocks:
+                for op in list(b.ops):
+                    yield from op.walk()
+
+    def parent_op(self) -> "Op | None":
+        if self.parent is None or self.parent.parent is None:
+            return None
+        return self.parent.parent.parent
+
+    def __repr__(self) -> str:
+        return f"<Op {self.name} at {self.location}>"
+
+
+class Block:
+    def __init__(self, arg_types: list[TensorType] | tuple[TensorType, ...] = ()):
+        self.args: list[BlockArgument] = [BlockArgument(t, self, i) for i, t in enumerate(arg_types)]
+        self.ops: list[Op] = []
+        self.parent: Region | None = None
+
+    def add_arg(self, type: TensorType, name_hint: str | None = None) -> BlockArgument:
+        a = BlockArgument(type, self, len(self.args), name_hint)
+        self.args.append(a)
+        return a
+
+    def append(self, op: Op) -> Op:
+        op.parent = self
+        self.ops.append(op)
+        return op
+
+    def insert_before(self, anchor: Op, op: Op) -> Op:
+        op.parent = self
+        self.ops.insert(self.ops.index(anchor), op)
+        return op
+
+    def insert_after(self, anchor: Op, op: Op) -> Op:
+        op.parent = self
+        self.ops.insert(self.ops.index(anchor) + 1, op)
+        return op
+
+    @property
+    def terminator(self) -> Op | None:
+        return self.ops[-1] if self.ops else None
+
+
+class Region:
+    def __init__(self, blocks: list[Block] | None = None):
+        self.blocks: list[Block] = []
+        self.parent: Op | None = None
+        for b in blocks or []:
+            self.add_block(b)
+
+    def add_block(self, b: Block) -> Block:
+        b.parent = self
+        self.blocks.append(b)
+        return b
+
+    @property
+    def block(self) -> Block:
+        return self.blocks[0]
+
+
+@dataclass
+class Module:
+    """A top-level container: named functions (one per network) and module attributes.
+
+    ``attributes["dims"]`` maps symbol names to ``[lo, hi]`` ranges from the ``dims { }``
+    section; ``None`` stands for an open end.
+    """
+
+    name: str
+    body: Block = field(default_factory=Block)
+    attributes: dict[str, Attribute] = field(default_factory=dict)
+
+    @property
+    def funcs(self) -> list[Op]:
+        return [op for op in self.body.ops if op.name == "func.func"]
+
+    def func(self, name: str | None = None) -> Op:
+        fs = self.funcs
+        if name is None:
+            if len(fs) != 1:
+                raise ValueError("module has several functions; name one")
+            return fs[0]
+        for f in fs:
+            if f.attributes.get("sym_name") == name:
+                return f
+        raise KeyError(name)
+
+    def walk(self) -> Iterator[Op]:
+        for op in list(self.body.ops):
+            yield from op.walk()
+
+
+def func_op(name: str, arg_types: list[TensorType], arg_names: list[str], location: Location = UNKNOWN) -> Op:
+    """A ``func.func`` with one block whose arguments are the network inputs."""
+    block = Block()
+    for t, n in zip(arg_types, arg_names):
+        block.add_arg(t, n)
+    op = Op("func.func", attributes={"sym_name": name}, regions=[Region([block])], location=location)
+    return op
+
+
+def func_body(func: Op) -> Block:
+    return func.regions[0].block
+
+
+def func_return(func: Op) -> Op:
+    term = func_body(func).terminator
+    if term is None or term.name != "func.return":
+        raise ValueError("function without func.return")
+    return term
+
+
+class Rewriter:
+    """The one way passes change IR, so that use lists stay right."""
+
+    def replace_op(self, op: Op, new_values: list[Value]) -> None:
+        if len(new_values) != len(op.results):
+            raise ValueError("replace_op: result count mismatch")
+        for old, new in zip(op.results, new_values):
+            old.replace_all_uses_with(new)
+        self.erase_op(op)
+
+    def erase_op(self, op: Op) -> None:
+        for r in op.results:
+            if r.uses:
+                raise ValueError(f"erasing {op.name} whose result is still used")
+        for nested in list(op.walk())[1:]:
+            nested.drop_operands()
+        op.drop_operands()
+        if op.parent is not None:
+            op.parent.ops.remove(op)
+            op.parent = None
+
+    def insert_before(self, anchor: Op, op: Op) -> Op:
+        assert anchor.parent is not None
+        return anchor.parent.insert_before(anchor, op)
+
+    def set_type(self, value: Value, type: TensorType) -> None:
+        value.type = type

@@ -1,0 +1,1 @@
+"""Dialects: sets of op definitions (builtin/func, graph; tensor and kernel come later)."""

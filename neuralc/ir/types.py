@@ -1,0 +1,67 @@
+"""Tensor types: ``tensor<batch x 28 x 28 x 1 x f32>``.
+
+A ranked tensor type has a tuple of dims (ints or symbolic :class:`~neuralc.ir.dims.Expr`) and
+an element type. ``tensor<* x f32>`` is a tensor whose shape is not inferred yet: the lowering
+emits it and shape inference replaces it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neuralc.ir.dims import Dim, dim_str, product
+
+ELEMENT_TYPES = ("f32", "f16", "bf16", "f64", "i64", "i32", "i8", "i1")
+
+NUMPY_DTYPES = {
+    "f32": "float32",
+    "f16": "float16",
+    "f64": "float64",
+    "i64": "int64",
+    "i32": "int32",
+    "i8": "int8",
+    "i1": "bool",
+}
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple[Dim, ...] | None  # None: unranked, not inferred yet
+    dtype: str = "f32"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ELEMENT_TYPES:
+            raise ValueError(f"unknown element type {self.dtype!r}")
+
+    @property
+    def ranked(self) -> bool:
+        return self.shape is not None
+
+    @property
+    def rank(self) -> int:
+        if self.shape is None:
+            raise ValueError("rank of an unranked tensor")
+        return len(self.shape)
+
+    def numel(self) -> Dim:
+        if self.shape is None:
+            raise ValueError("size of an unranked tensor")
+        return product(self.shape)
+
+    def with_shape(self, shape: tuple[Dim, ...]) -> "TensorType":
+        return TensorType(tuple(shape), self.dtype)
+
+    def __str__(self) -> str:
+        if self.shape is None:
+            return f"tensor<* x {self.dtype}>"
+        return "tensor<" + "".join(f"{dim_str(d)} x " for d in self.shape) + self.dtype + ">"
+
+
+def unranked(dtype: str = "f32") -> TensorType:
+    return TensorType(None, dtype)
+
+
+def shape_str(shape: tuple[Dim, ...]) -> str:
+    """User-facing shape text: ``(batch, 28, 28, 1)``."""
+    inner = ", ".join(str(d) for d in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
