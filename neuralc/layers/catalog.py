@@ -287,8 +287,11 @@ class Init:
 
 @dataclass(frozen=True)
 class WeightSpec:
+    """One weight tensor: PyTorch's layout, default initialiser and element type."""
+
     shape: tuple[int, ...]
     init: Init
+    dtype: str = "f32"  # "i64" for counters such as BatchNorm's num_batches_tracked
 
 
 # -- shape rules -------------------------------------------------------------------------------
