@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXAMPLE ?= examples/mnist_cnn.nr
+
+.PHONY: run test lint docs clean
+
+# Only what the main job needs: the package with its core dependencies.
+$(VENV)/.run-stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+# The test dependencies on top (pytest, filecheck, hypothesis, ruff, torch==2.13.0).
+$(VENV)/.test-stamp: $(VENV)/.run-stamp
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.run-stamp
+	$(VENV)/bin/neuralc check $(EXAMPLE)
+	$(VENV)/bin/neuralc run $(EXAMPLE) --random --batch 2
+
+test: $(VENV)/.test-stamp
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.test-stamp
+	$(VENV)/bin/ruff check neuralc tests
+
+docs: $(VENV)/.run-stamp
+	$(VENV)/bin/neuralc layers --markdown > docs/layers.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

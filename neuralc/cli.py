@@ -1,0 +1,129 @@
+"""The ``neuralc`` driver.
+
+    neuralc MODEL.nr [--emit graph-ir] [-O2] [--target T] [-o OUT]   compile
+    neuralc check MODEL.nr                                            shape table
+    neuralc run MODEL.nr --input x.npy [--weights w.safetensors]      run the reference
+    neuralc opt FILE.nir --passes=shape-infer                         passes on textual IR
+    neuralc layers [--markdown]                                       the layer catalog
+
+Exit status: 0 on success, 1 on errors in the model, its weights or its inputs, 2 on bad usage.
+No Python traceback reaches the user for any of those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from neuralc.diagnostics import CompileError, render_all
+
+EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
+
+# Targets the compiler knows of; only the ones in AVAILABLE_TARGETS are built so far.
+ALL_TARGETS = ("auto", "reference", "cpu", "cuda", "tensorrt", "onnx", "pytorch", "keras")
+AVAILABLE_TARGETS = ("auto", "reference")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but exiting with status 2 and a one-line hint, as for any usage error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"neuralc: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--network", metavar="NAME", help="the network to use when the file has several")
+    p.add_argument("--hparam", metavar="NAME=VALUE", action="append", default=[],
+                   help="set a hyperparameter (e.g. dense.units=128); repeatable")
+
+
+def _opt_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-O", dest="opt", type=int, default=2, choices=range(4), metavar="{0,1,2,3}",
+                   help="optimisation level (default 2)")
+
+
+def _ir_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--print-ir-before", metavar="PASS|all", action="append", default=[])
+    p.add_argument("--print-ir-after", metavar="PASS|all", action="append", default=[])
+    p.add_argument("--time-passes", action="store_true", help="print the time each pass took")
+    p.add_argument("--dump-dir", metavar="DIR", type=Path, help="write the IR after every pass here")
+    p.add_argument("--passes", metavar="A,B,...", help="run these passes instead of the -O pipeline")
+
+
+def build_parser() -> dict[str, argparse.ArgumentParser]:
+    compile_p = _Parser(prog="neuralc", description="Compile a Neural DSL model.",
+                        epilog="subcommands: check, run, opt, layers (neuralc SUBCOMMAND -h)")
+    compile_p.add_argument("model", help="the .nr model file")
+    compile_p.add_argument("--emit", choices=("graph-ir",), default="graph-ir",
+                           help="what to produce (default graph-ir)")
+    compile_p.add_argument("--target", default="auto", choices=ALL_TARGETS,
+                           help="backend; only 'reference' (the interpreter) is built so far")
+    compile_p.add_argument("-o", "--output", metavar="FILE", help="write the result here")
+    _opt_level(compile_p)
+    _common(compile_p)
+    _ir_debug(compile_p)
+
+    check_p = _Parser(prog="neuralc check", description="Check a model and print its shape table.")
+    check_p.add_argument("model")
+    _common(check_p)
+
+    run_p = _Parser(prog="neuralc run", description="Run a model in the reference interpreter.")
+    run_p.add_argument("model")
+    run_p.add_argument("--input", "-i", metavar="FILE|NAME=FILE", action="append", default=[],
+                       help=".npy input; NAME=FILE for named inputs; once per input")
+    run_p.add_argument("--random", action="store_true", help="run on a seeded random input")
+    run_p.add_argument("--batch", type=int, default=2, help="batch size of --random (default 2)")
+    run_p.add_argument("--dim", metavar="NAME=N", action="append", default=[],
+                       help="size of a named symbolic dim for --random")
+    run_p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors)")
+    run_p.add_argument("--save-weights", metavar="FILE", help="save the weights used (.safetensors)")
+    run_p.add_argument("--seed", type=int, default=0, help="seed of initial weights and --random")
+    run_p.add_argument("--target", default="reference", choices=ALL_TARGETS)
+    run_p.add_argument("-o", "--output", metavar="FILE", help="save the output (.npy)")
+    _opt_level(run_p)
+    _common(run_p)
+
+    opt_p = _Parser(prog="neuralc opt", description="Run passes on textual IR (.nir).")
+    opt_p.add_argument("file", help="textual IR file, or - for standard input")
+    opt_p.add_argument("--verify-each", action="store_true", help="verify the IR after every pass")
+    opt_p.add_argument("-o", "--output", metavar="FILE")
+    _ir_debug(opt_p)
+
+    layers_p = _Parser(prog="neuralc layers", description="List the layer catalog.")
+    layers_p.add_argument("--markdown", action="store_true", help="the language reference table")
+    return {"compile": compile_p, "check": check_p, "run": run_p, "opt": opt_p, "layers": layers_p}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parsers = build_parser()
+    cmd = argv[0] if argv and argv[0] in parsers and argv[0] != "compile" else "compile"
+    if argv and argv[0] == "compile":
+        argv = argv[1:]
+    args = parsers[cmd].parse_args(argv[1:] if cmd != "compile" else argv)
+    from neuralc import commands
+    from neuralc.driver import UsageError
+
+    try:
+        return getattr(commands, f"cmd_{cmd}")(args)
+    except CompileError as e:
+        sys.stderr.write(render_all(e.diagnostics) + "\n")
+        return EXIT_MODEL
+    except commands.DataError as e:
+        sys.stderr.write(f"neuralc: error: {e}\n")
+        return EXIT_MODEL
+    except UsageError as e:
+        sys.stderr.write(f"neuralc: error: {e}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

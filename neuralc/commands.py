@@ -1,0 +1,220 @@
+"""What each ``neuralc`` subcommand does; cli.py parses flags and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from neuralc.diagnostics import render_all
+from neuralc.driver import CompiledModel, UsageError, compile_file
+from neuralc.frontend.hparams import HParams, parse_override
+from neuralc.ir.dims import evaluate, symbols
+from neuralc.ir.types import NUMPY_DTYPES
+from neuralc.passes.manager import PassManager
+from neuralc.passes.pipelines import pipeline
+from neuralc.passes.registry import parse_pipeline
+
+
+class DataError(Exception):
+    """Bad input arrays or weights: the user's data, reported without a traceback (exit 1)."""
+
+
+def _hparams(args: argparse.Namespace) -> HParams:
+    try:
+        return HParams.from_strings(args.hparam)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _pass_manager(args: argparse.Namespace, default: list[str]) -> PassManager:
+    try:
+        passes = parse_pipeline(args.passes) if args.passes else parse_pipeline(",".join(default))
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+    return PassManager(
+        passes,
+        verify_each=getattr(args, "verify_each", False),
+        print_before=set(args.print_ir_before),
+        print_after=set(args.print_ir_after),
+        time_passes=args.time_passes,
+        dump_dir=args.dump_dir,
+    )
+
+
+def _compile(args: argparse.Namespace, pm: PassManager | None = None) -> CompiledModel:
+    model = compile_file(args.model, network=args.network, hparams=_hparams(args),
+                         opt_level=getattr(args, "opt", 2), pass_manager=pm)
+    if model.warnings:
+        sys.stderr.write(render_all(model.warnings) + "\n")
+    return model
+
+
+def _check_target(target: str) -> None:
+    from neuralc.cli import AVAILABLE_TARGETS
+
+    if target not in AVAILABLE_TARGETS:
+        raise UsageError(f"target '{target}' is not built yet; available: "
+                         f"{', '.join(AVAILABLE_TARGETS)} (see the README's status section)")
+
+
+def _write(text: str, output: str | None) -> None:
+    if output:
+        try:
+            Path(output).write_text(text)
+        except OSError as e:
+            raise UsageError(f"cannot write {output}: {e.strerror}") from None
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from neuralc.ir.printer import print_module
+
+    _check_target(args.target)
+    model = _compile(args, _pass_manager(args, pipeline(args.opt)))
+    _write(print_module(model.module) + "\n", args.output)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from neuralc.report import format_table
+
+    model = _compile(args)
+    print(format_table(model.module))
+    return 0
+
+
+def cmd_opt(args: argparse.Namespace) -> int:
+    from neuralc.diagnostics import SOURCES
+    from neuralc.ir.parser import parse_module_or_diagnose
+    from neuralc.ir.printer import print_module
+
+    if args.file == "-":
+        text, name = sys.stdin.read(), "<stdin>"
+    else:
+        try:
+            text, name = Path(args.file).read_text(encoding="utf-8"), args.file
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read {args.file}: {e}") from None
+    SOURCES.add(name, text)
+    module = parse_module_or_diagnose(text, name)
+    pm = _pass_manager(args, [])
+    pm.run(module)
+    _write(print_module(module) + "\n", args.output)
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from neuralc.docs import layer_reference, layer_summary
+
+    print(layer_reference() if args.markdown else layer_summary())
+    return 0
+
+
+# -- run ------------------------------------------------------------------------------------
+
+
+def _load_npy(path: str) -> np.ndarray:
+    try:
+        # allow_pickle=False: an .npy input never executes code.
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"no such input file: {path}") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path} is not a readable .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise DataError(f"{path} holds several arrays (.npz); give one .npy file per input")
+    return arr
+
+
+def _parse_inputs(args: argparse.Namespace, names: list[str]) -> list[np.ndarray] | dict[str, np.ndarray]:
+    named = [s for s in args.input if "=" in s]
+    if named and len(named) != len(args.input):
+        raise UsageError("give every --input as NAME=FILE, or none of them")
+    if named:
+        out: dict[str, np.ndarray] = {}
+        for s in named:
+            k, v = s.split("=", 1)
+            if k in out:
+                raise UsageError(f"input '{k}' is given twice")
+            out[k] = _load_npy(v)
+        return out
+    return [_load_npy(p) for p in args.input]
+
+
+def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.ndarray]:
+    from neuralc.ir.core import func_body
+    from neuralc.layers import catalog
+
+    sizes: dict[str, int] = {"batch": args.batch}
+    ranges = model.module.attributes.get("dims", {})
+    for s in args.dim:
+        k, _, v = s.partition("=")
+        val = parse_override(v)
+        if not k or not isinstance(val, int) or val < 1:
+            raise UsageError(f"--dim expects NAME=N with a positive N, got '{s}'")
+        sizes[k] = val
+    rng = np.random.default_rng(args.seed)
+    arrays = []
+    for a in func_body(model.module.funcs[0]).args:
+        assert a.type.shape is not None
+        for d in a.type.shape:
+            for name in symbols(d):
+                if name not in sizes:
+                    lo = (ranges.get(name) or [None, None])[0]
+                    sizes[name] = lo if lo is not None else 8
+        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
+        if a.type.dtype.startswith("i"):
+            emb = [u for u in a.users() if catalog.by_op(u.name) is catalog.lookup("Embedding")]
+            high = min(int(u.attributes["input_dim"]) for u in emb) if emb else 2
+            arrays.append(rng.integers(0, high, size=shape).astype(NUMPY_DTYPES[a.type.dtype]))
+        else:
+            arrays.append(rng.standard_normal(shape).astype(np.float32))
+    return arrays
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from neuralc.runtime.interpreter import run_module
+    from neuralc.runtime.signature import InputError
+    from neuralc.runtime.weights import WeightsError, init_weights, load_weights, save_weights
+
+    target = "reference" if args.target == "auto" else args.target
+    _check_target(target)
+    if args.random and args.input:
+        raise UsageError("give either --input or --random, not both")
+    model = _compile(args)
+    if args.random:
+        inputs: list[np.ndarray] | dict[str, np.ndarray] = _random_inputs(model, args)
+    elif args.input:
+        inputs = _parse_inputs(args, model.info.input_names)
+    else:
+        raise UsageError("give the model's input with --input FILE.npy (or --random)")
+    try:
+        weights = (load_weights(args.weights, model.module) if args.weights
+                   else init_weights(model.module, seed=args.seed))
+    except WeightsError as e:
+        raise DataError(str(e)) from None
+    if args.save_weights:
+        save_weights(args.save_weights, weights)
+    try:
+        outputs = run_module(model.module, inputs, weights)
+    except InputError as e:
+        raise DataError(str(e)) from None
+    for i, y in enumerate(outputs):
+        label = "output" if len(outputs) == 1 else f"output {i}"
+        flat = y.reshape(-1)
+        head = np.array2string(flat[:6], precision=5, separator=", ")
+        more = " ..." if flat.size > 6 else ""
+        print(f"{label}: shape {tuple(y.shape)} {y.dtype}  {head}{more}")
+    if args.output:
+        if len(outputs) != 1:
+            raise UsageError("-o takes one output; this model has several")
+        try:
+            np.save(args.output, outputs[0])
+        except OSError as e:
+            raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
+        print(f"wrote {args.output}")
+    return 0

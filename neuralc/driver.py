@@ -1,0 +1,95 @@
+"""The compile pipeline from ``.nr`` text to shape-checked graph IR, as one call.
+
+The CLI, the Python API and the tests all go through :func:`compile_source`, so they see the
+same diagnostics and the same IR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neuralc.diagnostics import CompileError, Diagnostic, DiagnosticEngine
+from neuralc.frontend.hparams import HParams
+from neuralc.frontend.lower import NetworkInfo, lower
+from neuralc.frontend.macros import expand
+from neuralc.frontend.parser import parse
+from neuralc.ir.core import Module
+from neuralc.passes.base import PassContext
+from neuralc.passes.manager import PassManager
+from neuralc.passes.pipelines import pipeline
+from neuralc.passes.registry import get_pass
+
+
+class UsageError(Exception):
+    """A problem with how neuralc was called (exit code 2), not with the model file."""
+
+
+@dataclass
+class CompiledModel:
+    module: Module
+    info: NetworkInfo
+    filename: str
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+
+def compile_source(
+    text: str,
+    filename: str,
+    network: str | None = None,
+    hparams: HParams | None = None,
+    opt_level: int = 2,
+    pass_manager: PassManager | None = None,
+) -> CompiledModel:
+    """Parse, expand macros, lower the chosen network and run the graph pipeline.
+
+    Raises CompileError (problems in the model) or UsageError (bad network/hparam names).
+    """
+    hparams = hparams or HParams()
+    file = expand(parse(text, filename))
+    names = [n.name for n in file.networks]
+    if not names:
+        raise CompileError([Diagnostic("error", f"{filename}: no 'network' block in the file")])
+    if network is None:
+        if len(names) > 1:
+            raise UsageError(f"{filename} holds several networks ({', '.join(names)}); "
+                             "choose one with --network NAME")
+        net = file.networks[0]
+    else:
+        match = [n for n in file.networks if n.name == network]
+        if not match:
+            raise UsageError(f"{filename} has no network '{network}'; it has: {', '.join(names)}")
+        net = match[0]
+
+    diags = DiagnosticEngine()
+    module, info = lower(file, net, diags, hparams)
+    unknown = hparams.unknown_overrides()
+    if unknown and not diags.has_errors():
+        known = sorted({u.path for u in hparams.uses})
+        raise UsageError(f"--hparam {', '.join(unknown)}: no such hyperparameter in the model"
+                         + (f"; it has: {', '.join(known)}" if known else "; it has none"))
+    defaulted = hparams.defaulted()
+    if defaulted:
+        listing = ", ".join(f"{u.path}={u.value!r} from {u.space}" for u in defaulted)
+        diags.warning(f"unresolved hyperparameters take their defaults: {listing}; "
+                      "set them with --hparam NAME=VALUE", defaulted[0].span)
+    diags.check()
+    warnings = list(diags.warnings)
+    pm = pass_manager or PassManager([get_pass(n)() for n in pipeline(opt_level)])
+    pm.run(module, PassContext(diags))
+    return CompiledModel(module, info, filename, warnings)
+
+
+def compile_file(path: str | Path, **kwargs) -> CompiledModel:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {p}") from None
+    except IsADirectoryError:
+        raise UsageError(f"{p} is a directory, not a model file") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{p} is not a UTF-8 text file") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {p}: {e.strerror}") from None
+    return compile_source(text, str(path), **kwargs)

@@ -1,0 +1,412 @@
+"""Lowering from the (macro-expanded) AST to the graph IR: one ``graph.*`` op per layer.
+
+Here every layer call is checked against the layer catalog: its name (with a suggestion for
+typos), its arguments (positional order, Keras names and PyTorch aliases, validation of every
+value), and its place in the topology (residual containers, merge branches, named inputs and
+branches). Layers are named as Keras names them. Result types are left unranked; the
+``shape-infer`` pass fills them in. Errors are collected so that one run reports every
+independent problem; a layer that fails is skipped and the layers after it still get checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from neuralc.diagnostics import DiagnosticEngine, did_you_mean
+from neuralc.frontend import ast
+from neuralc.frontend.values import CallValue, EvalError, evaluate
+from neuralc.ir.core import Block, Module, Op, Value, func_op
+from neuralc.ir.dims import Dim, sym
+from neuralc.ir.types import TensorType, unranked
+from neuralc.layers import catalog
+from neuralc.layers.catalog import LayerSpec, ParamError
+from neuralc.frontend.hparams import HParams
+from neuralc.frontend.sections import TrainingConfig, check_sections
+from neuralc.location import Location
+
+BATCH = "batch"
+RESERVED_DIM_NAMES = {"x"}  # the IR text separates dims with " x "
+
+
+@dataclass
+class NetworkInfo:
+    """What the graph IR does not carry: input names and training configuration."""
+
+    name: str
+    input_names: list[str]
+    training: TrainingConfig
+    hparams: HParams
+    layer_locations: dict[str, Location] = field(default_factory=dict)
+
+
+class _Scope:
+    """The value flowing through a layer list plus the named inputs and branches in reach."""
+
+    def __init__(self, current: Value | None, named: dict[str, Value]):
+        self.current = current
+        self.named = dict(named)
+        self.pending: list[str] = []  # named branches defined since the last merge
+
+    def child(self, current: Value | None) -> "_Scope":
+        s = _Scope(current, self.named)
+        return s
+
+
+class Lowering:
+    def __init__(self, file: ast.File, diags: DiagnosticEngine, hparams: HParams):
+        self.file = file
+        self.diags = diags
+        self.hparams = hparams
+        self.counters: dict[str, int] = {}
+        self.used_names: dict[str, Location] = {}
+        self.block: Block | None = None
+        self.value_origin: dict[int, tuple[str, Location]] = {}
+
+    # -- entry -------------------------------------------------------------------------
+    def lower_network(self, net: ast.Network) -> tuple[Module, NetworkInfo]:
+        module = Module(net.name)
+        dims = self._dims(net)
+        if dims:
+            module.attributes["dims"] = dims
+        arg_types, arg_names, arg_locs = self._inputs(net)
+        func = func_op(net.name, arg_types, arg_names, net.span)
+        block = func.regions[0].block
+        for a, loc in zip(block.args, arg_locs):
+            a.location = loc
+        module.body.append(func)
+        self.block = block
+
+        named = {a.name_hint: a for a in block.args if a.name_hint}
+        current = block.args[0] if len(block.args) == 1 else None
+        scope = _Scope(current, named)
+        out = self._items(net.layers, scope)
+        if out is None and not self.diags.has_errors():
+            if not net.layers:
+                loc = net.layers_span or net.span
+                self.diags.error(f"network '{net.name}' has no layers", loc)
+            elif scope.pending:
+                self.diags.error(
+                    f"network '{net.name}' ends with unmerged named branches "
+                    + ", ".join(f"'{n}'" for n in scope.pending),
+                    net.layers_span or net.span,
+                ).with_note("merge them with a merge layer, e.g. Concatenate()")
+        outs = [out] if out is not None else []
+        block.append(Op("func.return", outs, location=net.span))
+        self._integer_inputs(block)
+        training = check_sections(net, self.diags, self.hparams)
+        info = NetworkInfo(net.name, [a.name_hint or "" for a in block.args], training, self.hparams)
+        return module, info
+
+    # -- inputs and dims ---------------------------------------------------------------
+    def _dims(self, net: ast.Network) -> dict[str, list[int | None]]:
+        out: dict[str, list[int | None]] = {}
+        for r in net.dims:
+            if r.name in out:
+                self.diags.error(f"dimension '{r.name}' is given a range twice", r.span)
+                continue
+            if r.lo is not None and r.lo < 1:
+                self.diags.error(f"range of '{r.name}' must start at 1 or more, got {r.lo}", r.span)
+                continue
+            if r.lo is not None and r.hi is not None and r.hi < r.lo:
+                self.diags.error(f"range of '{r.name}' is empty: {r.lo}..{r.hi}", r.span)
+                continue
+            out[r.name] = [r.lo, r.hi]
+        return out
+
+    def _inputs(self, net: ast.Network) -> tuple[list[TensorType], list[str], list[Location]]:
+        types: list[TensorType] = []
+        names: list[str] = []
+        locs: list[Location] = []
+        if not net.inputs:
+            self.diags.error(f"network '{net.name}' has no 'input:' section", net.name_span)
+            return types, names, locs
+        anon = 0
+        named_dims: set[str] = set()
+        for idx, inp in enumerate(net.inputs):
+            dims: list[Dim] = [sym(BATCH)]
+            items = list(inp.dims)
+            if items and isinstance(items[0], ast.NoneValue):
+                items = items[1:]  # an explicit batch slot
+            for item in items:
+                if isinstance(item, ast.NoneValue):
+                    while f"_d{anon}" in named_dims:
+                        anon += 1
+                    dims.append(sym(f"_d{anon}"))
+                    anon += 1
+                elif isinstance(item, ast.Name):
+                    if item.id in RESERVED_DIM_NAMES:
+                        self.diags.error(f"'{item.id}' cannot name a dimension; choose another name",
+                                         item.span)
+                        continue
+                    named_dims.add(item.id)
+                    dims.append(sym(item.id))
+                elif isinstance(item, ast.Number) and isinstance(item.value, int) and item.value > 0:
+                    dims.append(item.value)
+                else:
+                    self.diags.error(
+                        "an input dimension must be a positive integer, a name or None", item.span
+                    )
+            name = inp.name or ("input" if idx == 0 else f"input_{idx}")
+            if name in names:
+                self.diags.error(f"input '{name}' is declared twice", inp.name_span or inp.span)
+            types.append(TensorType(tuple(dims), "f32"))
+            names.append(name)
+            locs.append(inp.span)
+        return types, names, locs
+
+    def _integer_inputs(self, block: Block) -> None:
+        """An input consumed by Embedding carries integer indices (DSL.md section 3)."""
+        for a in block.args:
+            if any(catalog.by_op(u.name) is catalog.lookup("Embedding") for u in a.users()):
+                a.type = TensorType(a.type.shape, "i64")
+
+    # -- layer lists -------------------------------------------------------------------
+    def _items(self, items: list[ast.LayerItem], scope: _Scope) -> Value | None:
+        for item in items:
+            if isinstance(item, ast.NamedBranch):
+                self._named_branch(item, scope)
+            else:
+                scope.current = self._layer(item, scope)
+        return scope.current
+
+    def _named_branch(self, nb: ast.NamedBranch, scope: _Scope) -> None:
+        start = scope.named.get(nb.name, scope.current)
+        if start is None:
+            hint = did_you_mean(nb.name, list(scope.named))
+            self.diags.error(f"branch '{nb.name}' has no input: no input or earlier branch has that name{hint}",
+                             nb.name_span)
+            return
+        out = self._items(nb.body, scope.child(start))
+        if out is not None:
+            scope.named[nb.name] = out
+            if nb.name not in scope.pending:
+                scope.pending.append(nb.name)
+
+    def _layer(self, call: ast.LayerCall, scope: _Scope) -> Value | None:
+        spec = catalog.lookup(call.name)
+        if spec is None:
+            known = catalog.layer_names() + [m.name for m in self.file.macros]
+            self.diags.error(f"unknown layer '{call.name}'{did_you_mean(call.name, known)}",
+                             call.name_span)
+            return scope.current
+        name = self._layer_name(call, spec)
+        attrs, operand_names = self._bind(call, spec, name)
+
+        if spec.kind == "residual":
+            out = self._residual(call, spec, attrs, name, scope)
+        elif spec.kind == "merge":
+            out = self._merge(call, spec, attrs, name, scope, operand_names)
+        else:
+            if call.branches:
+                self.diags.error(f"{spec.name} takes no branch blocks; only merge layers do",
+                                 call.span)
+            x = self._require_current(call, spec, scope)
+            out = self._emit(call, spec, attrs, name, [x] if x is not None else None)
+            if call.body is not None:
+                # On an ordinary layer a nested block means "these layers follow it".
+                child = scope.child(out if out is not None else scope.current)
+                out = self._items(call.body, child)
+        return out if out is not None else scope.current
+
+    def _require_current(self, call: ast.LayerCall, spec: LayerSpec, scope: _Scope) -> Value | None:
+        if scope.current is None:
+            names = ", ".join(f"'{n}'" for n in scope.named)
+            self.diags.error(
+                f"{spec.name} has no single input to apply to: the network has several inputs ({names})",
+                call.span,
+            ).with_note("run layers on one input with a named branch, e.g. image: { ... }, "
+                        "and merge them with Concatenate()")
+        return scope.current
+
+    def _residual(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str,
+                  scope: _Scope) -> Value | None:
+        x = self._require_current(call, spec, scope)
+        if x is None:
+            return None
+        if call.branches:
+            self.diags.error(f"{spec.name} takes one block of layers, not branch blocks", call.span)
+            return x
+        if not call.body:
+            self.diags.error(f"{spec.name} needs a body: {spec.name} {{ layers }}", call.span)
+            return x
+        y = self._items(call.body, scope.child(x))
+        if y is None or y is x:
+            return x
+        return self._emit(call, spec, attrs, name, [x, y])
+
+    def _merge(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str,
+               scope: _Scope, operand_names: list[ast.Name]) -> Value | None:
+        operands: list[Value] = []
+        if call.branches is not None or call.body is not None:
+            branches = call.branches if call.branches is not None else [call.body or []]
+            x = self._require_current(call, spec, scope)
+            if x is None:
+                return None
+            for br in branches:
+                out = self._items(br, scope.child(x)) if br else x
+                if out is None:
+                    return None
+                operands.append(out)
+        elif operand_names:
+            for n in operand_names:
+                if n.id not in scope.named:
+                    hint = did_you_mean(n.id, list(scope.named))
+                    self.diags.error(f"{spec.name}: no input or branch named '{n.id}'{hint}", n.span)
+                    return None
+                operands.append(scope.named[n.id])
+        else:
+            operands = [scope.named[n] for n in scope.pending]
+            scope.pending = []
+        if len(operands) < 2 or (spec.arity is not None and len(operands) != spec.arity):
+            want = "two" if spec.arity in (None, 2) else str(spec.arity)
+            more = "" if spec.arity is not None else " or more"
+            self.diags.error(
+                f"{spec.name} has {len(operands)} input{'s' if len(operands) != 1 else ''} to merge, "
+                f"needs {want}{more}",
+                call.span,
+            ).with_note(
+                f"write branches as {spec.name} {{ {{ ... }} {{ ... }} }} ({{ }} is the identity), "
+                f"or name them (a: {{ ... }} b: {{ ... }}) and merge with {spec.name}()"
+            )
+            return None
+        return self._emit(call, spec, attrs, name, operands)
+
+    def _emit(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str,
+              operands: list[Value] | None) -> Value | None:
+        if attrs is None or operands is None or self.block is None:
+            return None
+        attrs = dict(attrs)
+        attrs["name"] = name
+        if call.device is not None:
+            dev = _check_device(call.device.value)
+            if dev is None:
+                self.diags.error(
+                    f"unknown device \"{call.device.value}\"; expected \"cpu\", \"cuda\", "
+                    "\"cuda:N\" or \"auto\"", call.device.span)
+            else:
+                attrs["device"] = dev
+        op = Op(spec.op_name, operands, [unranked()], attrs, location=call.span)
+        self.block.append(op)
+        return op.result
+
+    # -- names and arguments -------------------------------------------------------------
+    def _layer_name(self, call: ast.LayerCall, spec: LayerSpec) -> str:
+        explicit = next((k for k in call.kwargs if k.name == "name"), None)
+        if explicit is not None:
+            if isinstance(explicit.value, ast.String) and explicit.value.value:
+                n = explicit.value.value
+                if not n.replace("_", "a").isalnum() or n[0].isdigit():
+                    self.diags.error(f"layer name \"{n}\" must be an identifier "
+                                     "(letters, digits, '_')", explicit.value.span)
+                elif n in self.used_names:
+                    self.diags.error(f"layer name \"{n}\" is already used", explicit.value.span) \
+                        .with_note("first used here", self.used_names[n])
+                self.used_names[n] = call.span
+                return n
+            self.diags.error("'name' must be a non-empty string", explicit.value.span)
+        base = spec.keras_name
+        while True:
+            k = self.counters.get(base, 0)
+            self.counters[base] = k + 1
+            n = base if k == 0 else f"{base}_{k}"
+            if n not in self.used_names:
+                self.used_names[n] = call.span
+                return n
+
+    def _bind(self, call: ast.LayerCall, spec: LayerSpec, layer_name: str
+              ) -> tuple[dict[str, Any] | None, list[ast.Name]]:
+        """Arguments -> canonical attributes (defaults filled), or None after an error."""
+        ok = True
+        given: dict[str, tuple[ast.Value, Location]] = {}
+        operand_names: list[ast.Name] = []
+        args = list(call.args)
+        if spec.kind == "merge":
+            # Concatenate(image, meta): leading bare names are the branches to merge.
+            while args and isinstance(args[0], ast.Name):
+                operand_names.append(args.pop(0))  # type: ignore[arg-type]
+        for i, v in enumerate(args):
+            if i >= len(spec.positional):
+                self.diags.error(
+                    f"{spec.name} takes at most {len(spec.positional)} positional argument"
+                    f"{'s' if len(spec.positional) != 1 else ''}"
+                    + (f" ({', '.join(spec.positional)})" if spec.positional else "")
+                    + f", got {len(args)}", _span(v))
+                ok = False
+                break
+            given[spec.positional[i]] = (v, _span(v))
+        for kw in call.kwargs:
+            if kw.name == "name":
+                continue
+            p = spec.param(kw.name)
+            if p is None:
+                hint = did_you_mean(kw.name, [q.name for q in spec.params] + ["name"])
+                self.diags.error(f"{spec.name} has no parameter '{kw.name}'{hint}", kw.span)
+                ok = False
+                continue
+            if p.name in given:
+                self.diags.error(f"{spec.name}: parameter '{p.name}' is given twice", kw.span)
+                ok = False
+                continue
+            given[p.name] = (kw.value, kw.span)
+        attrs: dict[str, Any] = {}
+        for p in spec.params:
+            if p.name not in given:
+                if p.required:
+                    self.diags.error(f"{spec.name} is missing the required parameter '{p.name}'",
+                                     call.span)
+                    ok = False
+                else:
+                    attrs[p.name] = _canon(p.default)
+                continue
+            node, _ = given[p.name]
+            try:
+                raw = evaluate(node, self.hparams.resolver(f"{layer_name}.{p.name}"))
+            except EvalError as e:
+                self.diags.error(e.message, e.span)
+                ok = False
+                continue
+            if isinstance(raw, CallValue):
+                self.diags.error(f"{spec.name}: '{p.name}' cannot be a call ({raw.name}(...))",
+                                 _span(node))
+                ok = False
+                continue
+            try:
+                attrs[p.name] = _canon(p.type.convert(raw, p.name))
+            except ParamError as e:
+                self.diags.error(f"{spec.name}: {e}", _span(node))
+                ok = False
+        if ok and spec.check is not None:
+            try:
+                spec.check(attrs)
+            except ParamError as e:
+                self.diags.error(f"{spec.name}: {e}", call.span)
+                ok = False
+        return (attrs if ok else None), operand_names
+
+
+def _canon(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_canon(x) for x in v]
+    if isinstance(v, list):
+        return [_canon(x) for x in v]
+    return v
+
+
+def _span(v: Any) -> Location:
+    return v.span
+
+
+def _check_device(dev: str) -> str | None:
+    d = dev.strip().lower()
+    if d in ("cpu", "cuda", "auto", "gpu"):
+        return "cuda" if d == "gpu" else d
+    if d.startswith("cuda:") and d[5:].isdigit():
+        return d
+    return None
+
+
+def lower(file: ast.File, network: ast.Network, diags: DiagnosticEngine,
+          hparams: HParams) -> tuple[Module, NetworkInfo]:
+    """Lower one network of ``file`` to a graph-IR module (unranked result types)."""
+    return Lowering(file, diags, hparams).lower_network(network)

@@ -1,0 +1,146 @@
+"""``shape-infer``: symbolic shape inference over the graph IR.
+
+Each op's result types come from its definition (for graph ops, the catalog's shape rule).
+Dims that must be equal are unified module-wide through a :class:`Unifier`: a symbol may be
+bound to a number or to another symbol, respecting the ranges of the ``dims { }`` section, and
+every type in the function is rewritten with the final bindings. A shape error is reported at
+the layer's ``.nr`` location with both shapes, the reason, and where its input came from; the
+ops downstream of a failed op are skipped, so each independent error is reported once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neuralc.diagnostics import DiagnosticEngine
+from neuralc.ir.core import BlockArgument, Module, Op, OpResult, Value, func_body
+from neuralc.ir.dims import Dim, Expr, subs, symbols
+from neuralc.ir.opdef import lookup_op
+from neuralc.ir.types import TensorType
+from neuralc.layers import catalog
+from neuralc.layers.catalog import ShapeContext, ShapeError
+from neuralc.passes.base import Pass, PassContext
+from neuralc.passes.registry import register_pass
+
+
+class Unifier(ShapeContext):
+    """Union-find over symbolic dims, checked against the declared ranges."""
+
+    def __init__(self, ranges: dict[str, list[int | None]] | None = None):
+        self.bindings: dict[str, Dim] = {}
+        self.ranges: dict[str, list[int | None]] = {k: list(v) for k, v in (ranges or {}).items()}
+
+    def resolve(self, d: Dim) -> Dim:
+        for _ in range(64):
+            if isinstance(d, int) or not (symbols(d) & self.bindings.keys()):
+                return d
+            d = subs(d, self.bindings)
+        return d
+
+    def unify(self, a: Dim, b: Dim, what: str) -> Dim:
+        a, b = self.resolve(a), self.resolve(b)
+        if a == b:
+            return a
+        for s, other in ((b, a), (a, b)):
+            if isinstance(s, Expr) and s.is_atomic():
+                name = next(iter(s.symbols()))
+                if name == "batch" and isinstance(other, Expr) and other.is_atomic():
+                    continue  # keep the batch symbol; bind the other one to it
+                self._bind(name, other, what)
+                return other
+        raise ShapeError(f"{what}: {a} and {b} are not equal")
+
+    def _bind(self, name: str, value: Dim, what: str) -> None:
+        if name in symbols(value):
+            raise ShapeError(f"{what}: {name} cannot equal {value}")
+        lo, hi = self.ranges.get(name, [None, None])
+        if isinstance(value, int):
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+                raise ShapeError(f"{what}: {name} would be {value}, outside its range {rng}")
+        elif isinstance(value, Expr) and value.is_atomic() and name in self.ranges:
+            other = next(iter(value.symbols()))
+            olo, ohi = self.ranges.get(other, [None, None])
+            nlo = max(x for x in (lo, olo) if x is not None) if (lo, olo) != (None, None) else None
+            nhi = min(x for x in (hi, ohi) if x is not None) if (hi, ohi) != (None, None) else None
+            if nlo is not None and nhi is not None and nlo > nhi:
+                raise ShapeError(f"{what}: the ranges of {name} and {other} do not overlap")
+            self.ranges[other] = [nlo, nhi]
+        self.bindings[name] = value
+
+    def resolve_type(self, t: TensorType) -> TensorType:
+        if t.shape is None:
+            return t
+        return t.with_shape(tuple(self.resolve(d) for d in t.shape))
+
+
+def describe_producer(v: Value) -> tuple[str, object]:
+    """"Dense at m.nr:11:5" style text for the op or input that produced ``v``."""
+    if isinstance(v, OpResult):
+        spec = catalog.by_op(v.op.name)
+        kind = spec.name if spec else v.op.name
+        return f"{kind} '{v.op.attributes.get('name', '')}'", v.op.location
+    if isinstance(v, BlockArgument):
+        return f"the network input '{v.name_hint}'", v.location
+    return "an unknown value", None
+
+
+def infer_func(func: Op, unifier: Unifier, diags: DiagnosticEngine) -> None:
+    failed: set[int] = set()
+    body = func_body(func)
+    for op in body.ops:
+        if op.name == "func.return":
+            continue
+        if any(id(v) in failed or v.type.shape is None for v in op.operands):
+            failed.update(id(r) for r in op.results)
+            continue
+        opdef = lookup_op(op.name)
+        if opdef is None:
+            diags.error(f"unknown op '{op.name}'", op.location)
+            failed.update(id(r) for r in op.results)
+            continue
+        try:
+            resolved = [unifier.resolve_type(v.type) for v in op.operands]
+            for v, t in zip(op.operands, resolved):
+                v.type = t
+            types = opdef.infer_types(op, unifier)
+        except ShapeError as e:
+            d = diags.error(e.message, op.location)
+            if op.operands:
+                what, loc = describe_producer(op.operands[0])
+                where = f" at {loc}" if loc is not None and str(loc) != "<unknown>" else ""
+                note = f"the input comes from {what}{where}"
+                d.with_note(note + (f"; {e.hint}" if e.hint else ""))
+            elif e.hint:
+                d.with_note(e.hint)
+            failed.update(id(r) for r in op.results)
+            continue
+        if len(types) != len(op.results):
+            diags.error(f"{op.name}: shape rule gave {len(types)} types for {len(op.results)} results",
+                        op.location)
+            failed.update(id(r) for r in op.results)
+            continue
+        for r, t in zip(op.results, types):
+            r.type = t
+    for a in body.args:
+        a.type = unifier.resolve_type(a.type)
+    for op in body.ops:
+        for r in op.results:
+            r.type = unifier.resolve_type(r.type)
+
+
+@register_pass
+@dataclass
+class ShapeInferencePass(Pass):
+    name = "shape-infer"
+    level = "graph"
+    summary = "infer symbolic result shapes of every op, unifying equal dims module-wide"
+
+    def run(self, module: Module, ctx: PassContext) -> None:
+        unifier = Unifier(module.attributes.get("dims"))
+        for func in module.funcs:
+            infer_func(func, unifier, ctx.diags)
+        if "dims" in module.attributes and unifier.ranges:
+            module.attributes["dims"] = {
+                k: v for k, v in sorted(unifier.ranges.items()) if k not in unifier.bindings
+            }
