@@ -14,7 +14,9 @@ Layer families live in sibling modules (``dense.py``, ``conv.py``, ...) and call
 
 from __future__ import annotations
 
+import copy
 import importlib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
@@ -78,6 +80,18 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _integral(v: Any) -> Any:
+    """An integral float (``3.0``, from macro arithmetic such as ``$n / 2``) as an int."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+def _integrals(v: Any) -> Any:
+    """``_integral`` on a scalar or on each item of a list or tuple (keeping its kind)."""
+    if isinstance(v, (list, tuple)):
+        return type(v)(_integral(x) for x in v)
+    return _integral(v)
+
+
 @dataclass(frozen=True)
 class Int(ParamType):
     min: int | None = None
@@ -114,6 +128,8 @@ class Float(ParamType):
         if not _is_num(value):
             raise self._fail(pname, value, self.describe())
         v = float(value)
+        if not math.isfinite(v):  # 1e999 in a model file reads as inf; nan passes no comparison
+            raise self._fail(pname, value, self.describe())
         lo_bad = self.min is not None and (v <= self.min if self.min_open else v < self.min)
         hi_bad = self.max is not None and v > self.max
         if lo_bad or hi_bad:
@@ -169,8 +185,7 @@ class IntTuple(ParamType):
     min: int = 1
 
     def convert(self, value: Any, pname: str) -> list[int]:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
+        value = _integrals(value)
         if _is_int(value):
             value = [value] * self.n
         if isinstance(value, (list, tuple)) and len(value) == self.n and all(_is_int(v) for v in value):
@@ -186,6 +201,7 @@ class Shape(ParamType):
     """A target shape for Reshape: a tuple of positive ints, at most one -1."""
 
     def convert(self, value: Any, pname: str) -> list[int]:
+        value = _integrals(value)
         if _is_int(value):
             value = [value]
         if (
@@ -215,6 +231,7 @@ class Axes(ParamType):
     """One axis or a list of axes."""
 
     def convert(self, value: Any, pname: str) -> list[int]:
+        value = _integrals(value)
         if _is_int(value):
             return [value]
         if isinstance(value, (list, tuple)) and value and all(_is_int(v) for v in value):
@@ -367,7 +384,8 @@ class LayerSpec:
         return None
 
     def defaults(self) -> dict[str, Any]:
-        return {p.name: p.default for p in self.params if not p.required}
+        """Fresh copies: list defaults (``strides=[1, 1]``) must not be shared between ops."""
+        return {p.name: copy.deepcopy(p.default) for p in self.params if not p.required}
 
 
 def snake_case(name: str) -> str:

@@ -1,10 +1,14 @@
-"""Helpers the layer families share: rank checks, static dims, PyTorch's default initialisers."""
+"""Helpers the layer families share: rank checks, axes, static dims, PyTorch's default
+initialisers, and the one implementation of Keras's window arithmetic ('valid', 'same',
+'causal') that convolution and pooling both use."""
 
 from __future__ import annotations
 
 import math
 
-from neuralc.ir.dims import Dim
+import numpy as np
+
+from neuralc.ir.dims import Dim, ceildiv, floordiv, product
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.layers.catalog import Init, ShapeError
 
@@ -42,3 +46,111 @@ def bias_bound(fan_in: int) -> Init:
 ONES = Init("const", 1.0)
 ZEROS = Init("const", 0.0)
 STD_NORMAL = Init("normal", 1.0)
+
+
+# -- axes ------------------------------------------------------------------------------------
+
+
+def normalize_axis(axis: int, rank: int, layer: str, param: str = "axis") -> int:
+    """A Keras axis (over the full shape, batch included, negative from the end) as an index.
+
+    The batch axis is refused: every layer works per sample, and a layer that mixed samples
+    would change meaning with the batch size.
+    """
+    pos = axis + rank if axis < 0 else axis
+    if not 0 <= pos < rank:
+        raise ShapeError(
+            f"{layer} {param}={axis} is out of range for an input of rank {rank}",
+            f"use an axis in [{-rank + 1}, {rank - 1}] (axis 0 is the batch)",
+        )
+    if pos == 0:
+        raise ShapeError(
+            f"{layer} cannot use the batch axis ({param}={axis})",
+            "axes count the batch as axis 0; the last axis is -1",
+        )
+    return pos
+
+
+# -- sliding windows (one source of truth for conv and pooling arithmetic) ----------------------
+
+
+def effective_window(k: int, dilation: int) -> int:
+    """Extent of a dilated window: ``(k - 1) * dilation + 1``."""
+    return (k - 1) * dilation + 1
+
+
+def window_out_dim(d: Dim, k: int, stride: int, dilation: int, padding: str) -> Dim:
+    """Output length of a window sliding over ``d`` (Keras's rule, symbolic dims allowed).
+
+    ``valid``: ``floor((d - eff) / stride) + 1``; ``same`` and ``causal``: ``ceil(d / stride)``.
+    """
+    if padding in ("same", "causal"):
+        return ceildiv(d, stride)
+    return floordiv(d - effective_window(k, dilation), stride) + 1
+
+
+def same_pads(size: int, k: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """Keras/TensorFlow 'same' padding of one axis: (before, after), the extra pixel at the end."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective_window(k, dilation) - size, 0)
+    return total // 2, total - total // 2
+
+
+def spatial_pads(shape: tuple[int, ...], kernel: list[int], strides: list[int],
+                 dilation: list[int], padding: str) -> list[tuple[int, int]]:
+    """Per-axis (before, after) pads for the spatial axes of a channels-last array."""
+    spatial = shape[1:-1]
+    if padding == "same":
+        return [same_pads(s, k, st, dl) for s, k, st, dl in zip(spatial, kernel, strides, dilation)]
+    if padding == "causal":
+        return [(effective_window(k, dl) - 1, 0) for k, dl in zip(kernel, dilation)]
+    return [(0, 0)] * len(spatial)
+
+
+def pad_spatial(x: np.ndarray, pads: list[tuple[int, int]], value: float = 0.0) -> np.ndarray:
+    """Pad the spatial axes (all but the first and last) of a channels-last array."""
+    if all(p == (0, 0) for p in pads):
+        return x
+    return np.pad(x, [(0, 0), *pads, (0, 0)], mode="constant", constant_values=value)
+
+
+def sliding_windows(x: np.ndarray, kernel: list[int], strides: list[int],
+                    dilation: list[int]) -> np.ndarray:
+    """Windows of a (padded) channels-last array: ``(N, *out_spatial, C, *kernel)``, a view."""
+    n = len(kernel)
+    eff = [effective_window(k, d) for k, d in zip(kernel, dilation)]
+    v = np.lib.stride_tricks.sliding_window_view(x, eff, axis=tuple(range(1, n + 1)))
+    v = v[(slice(None), *(slice(None, None, s) for s in strides), slice(None))]
+    return v[(Ellipsis, *(slice(None, None, d) for d in dilation))]
+
+
+def check_window_fits(shape: tuple[Dim, ...], windows: list[int], layer: str, what: str,
+                      hint: str) -> None:
+    """A 'valid' window larger than a static spatial input leaves nothing to compute on."""
+    spatial = shape[1:-1]
+    if any(isinstance(d, int) and d < w for d, w in zip(spatial, windows)):
+        raise ShapeError(
+            f"{layer} {what} {shape_str(tuple(windows))} does not fit its input "
+            f"{shape_str(tuple(spatial))}",
+            hint,
+        )
+
+
+# -- layer-kind descriptions used in messages -------------------------------------------------
+
+SPATIAL_LAYOUT: dict[int, tuple[str, str]] = {
+    1: ("(batch, steps, channels)", "use Reshape((steps, channels)) to make it a sequence"),
+    2: ("(batch, height, width, channels)", "use Reshape((h, w, c)) to make it an image"),
+    3: ("(batch, depth, height, width, channels)", "use Reshape((d, h, w, c)) to make it a volume"),
+}
+
+
+def require_spatial(t: TensorType, n: int, layer: str) -> tuple[Dim, ...]:
+    """The shape of a channels-last input with ``n`` spatial axes, or the section 9 error."""
+    expected, hint = SPATIAL_LAYOUT[n]
+    return require_rank(t, n + 2, layer, expected, hint)
+
+
+def per_sample(shape: tuple[Dim, ...]) -> Dim:
+    """Elements of one sample (every axis but the batch)."""
+    return product(list(shape[1:]))

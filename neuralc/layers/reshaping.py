@@ -1,0 +1,95 @@
+"""Flatten and Reshape: per-sample reshapes in row-major (channels-last) order, as Keras.
+
+The batch axis is never touched. With symbolic dims, Reshape infers a ``-1`` only where the
+dim arithmetic proves the division exact, so an inferred size is never a silent floor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuralc.ir.dims import Dim, floordiv, product
+from neuralc.ir.types import TensorType, shape_str
+from neuralc.layers.catalog import LayerSpec, Param, Shape, ShapeContext, ShapeError, register
+from neuralc.layers.common import per_sample
+
+
+def _flatten_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    assert ins[0].shape is not None
+    shape = ins[0].shape
+    if not shape:
+        raise ShapeError("Flatten expects input (batch, ...), got a scalar ()")
+    # Keras: a (batch,) input flattens to (batch, 1).
+    return [ins[0].with_shape((shape[0], per_sample(shape)))]
+
+
+def _flatten_reference(attrs: dict, xs: list[np.ndarray],
+                       w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    return [x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))]
+
+
+def _reshape_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    assert ins[0].shape is not None
+    shape = ins[0].shape
+    if not shape:
+        raise ShapeError("Reshape expects input (batch, ...), got a scalar ()")
+    target: list[int] = attrs["target_shape"]
+    total = per_sample(shape)
+    known = product([d for d in target if d != -1])
+    assert isinstance(known, int)
+    src = shape_str(shape[1:]) if len(shape) > 1 else "()"
+    dst = shape_str(tuple(target))
+    if -1 not in target:
+        if total != known:
+            if isinstance(total, int):
+                why = f"{total} elements per sample into {known}"
+            else:
+                why = f"{total} elements per sample into {known}, which needs a fixed size"
+            raise ShapeError(
+                f"Reshape cannot turn {src} into {dst}: {why}",
+                "the target must hold exactly as many elements as the input; "
+                "use -1 for one dimension to infer it",
+            )
+        return [ins[0].with_shape((shape[0], *target))]
+    inferred = floordiv(total, known)
+    if inferred * known != total:
+        if isinstance(total, int):
+            msg = (f"Reshape cannot turn {src} into {dst}: {total} elements are not divisible "
+                   f"by {known}")
+        else:
+            msg = (f"Reshape cannot turn {src} into {dst}: cannot prove that {total} is divisible "
+                   f"by {known}")
+        raise ShapeError(msg, "choose target dimensions whose product divides the input size")
+    out: tuple[Dim, ...] = tuple(inferred if d == -1 else d for d in target)
+    return [ins[0].with_shape((shape[0], *out))]
+
+
+def _reshape_reference(attrs: dict, xs: list[np.ndarray],
+                       w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    try:
+        return [x.reshape((x.shape[0], *attrs["target_shape"]))]
+    except ValueError:
+        raise ValueError(
+            f"Reshape cannot turn a sample of shape {tuple(x.shape[1:])} into "
+            f"{tuple(attrs['target_shape'])}"
+        ) from None
+
+
+FLATTEN = register(LayerSpec(
+    name="Flatten", params=(), positional=(),
+    shape=_flatten_shape, reference=_flatten_reference,
+    doc="Flattens each sample to one axis in row-major (channels-last) order: (batch, -1).",
+    example="Flatten()",
+))
+
+RESHAPE = register(LayerSpec(
+    name="Reshape",
+    params=(Param("target_shape", Shape(), aliases=("shape",),
+                  doc="shape of one sample (no batch); one -1 is inferred"),),
+    positional=("target_shape",),
+    shape=_reshape_shape, reference=_reshape_reference,
+    doc="Reshapes each sample to target_shape in row-major order; the batch axis is kept.",
+    example="Reshape((7, 7, 64))",
+))
