@@ -8,8 +8,9 @@ dangling use behind.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from neuralc.ir.types import TensorType
 from neuralc.location import UNKNOWN, Location
@@ -17,7 +18,7 @@ from neuralc.location import UNKNOWN, Location
 
 @dataclass(eq=False)
 class Use:
-    op: "Op"
+    op: Op
     index: int
 
 
@@ -30,41 +31,41 @@ class Value:
         self.uses: list[Use] = []
 
     @property
-    def owner(self) -> "Op | Block":
+    def owner(self) -> Op | Block:
         raise NotImplementedError
 
-    def users(self) -> list["Op"]:
+    def users(self) -> list[Op]:
         seen: list[Op] = []
         for u in self.uses:
             if u.op not in seen:
                 seen.append(u.op)
         return seen
 
-    def replace_all_uses_with(self, new: "Value") -> None:
+    def replace_all_uses_with(self, new: Value) -> None:
         for use in list(self.uses):
             use.op.set_operand(use.index, new)
 
 
 class BlockArgument(Value):
-    def __init__(self, type: TensorType, block: "Block", index: int, name_hint: str | None = None):
+    def __init__(self, type: TensorType, block: Block, index: int, name_hint: str | None = None):
         super().__init__(type, name_hint)
         self.block = block
         self.index = index
         self.location: Location = UNKNOWN
 
     @property
-    def owner(self) -> "Block":
+    def owner(self) -> Block:
         return self.block
 
 
 class OpResult(Value):
-    def __init__(self, type: TensorType, op: "Op", index: int):
+    def __init__(self, type: TensorType, op: Op, index: int):
         super().__init__(type)
         self.op = op
         self.index = index
 
     @property
-    def owner(self) -> "Op":
+    def owner(self) -> Op:
         return self.op
 
 
@@ -80,7 +81,7 @@ class Op:
         operands: list[Value] | tuple[Value, ...] = (),
         result_types: list[TensorType] | tuple[TensorType, ...] = (),
         attributes: dict[str, Attribute] | None = None,
-        regions: list["Region"] | None = None,
+        regions: list[Region] | None = None,
         location: Location = UNKNOWN,
     ):
         self.name = name
@@ -121,7 +122,7 @@ class Op:
         self._operands = []
 
     # -- structure ----------------------------------------------------------------------
-    def add_region(self, region: "Region") -> None:
+    def add_region(self, region: Region) -> None:
         region.parent = self
         self.regions.append(region)
 
@@ -135,7 +136,7 @@ class Op:
     def dialect(self) -> str:
         return self.name.split(".", 1)[0]
 
-    def walk(self) -> Iterator["Op"]:
+    def walk(self) -> Iterator[Op]:
         """This op and every op nested in its regions, in program order (pre-order)."""
         yield self
         for r in self.regions:
@@ -143,7 +144,7 @@ class Op:
                 for op in list(b.ops):
                     yield from op.walk()
 
-    def parent_op(self) -> "Op | None":
+    def parent_op(self) -> Op | None:
         if self.parent is None or self.parent.parent is None:
             return None
         return self.parent.parent.parent

@@ -10,9 +10,11 @@ pulling in a computer-algebra system.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Union
+from typing import Union
 
 Dim = Union[int, "Expr"]
 
@@ -24,7 +26,7 @@ Monomial = tuple["Atom", ...]
 class FloorDiv:
     """``num floordiv den`` with ``den > 1`` and ``num`` not divisible by ``den``."""
 
-    num: "Expr"
+    num: Expr
     den: int
 
     def sort_key(self) -> tuple:
@@ -56,7 +58,7 @@ class Expr:
     out constant come back as ``int`` from :func:`norm`.
     """
 
-    __slots__ = ("terms", "_hash")
+    __slots__ = ("_hash", "terms")
 
     def __init__(self, terms: Mapping[Monomial, int]):
         clean = {m: c for m, c in terms.items() if c != 0}
@@ -67,7 +69,7 @@ class Expr:
 
     # -- construction -------------------------------------------------------------------
     @staticmethod
-    def of(d: Dim) -> "Expr":
+    def of(d: Dim) -> Expr:
         if isinstance(d, Expr):
             return d
         if isinstance(d, bool) or not isinstance(d, int):
@@ -226,8 +228,12 @@ def is_static(d: Dim) -> bool:
 def floordiv(d: Dim, k: int) -> Dim:
     """``d floordiv k`` for a positive integer ``k``, simplified.
 
-    Terms whose coefficients ``k`` divides move out of the division:
-    ``(k*a + r) floordiv k == a + r floordiv k`` for integer-valued ``a``.
+    The multiple-of-``k`` part of every coefficient moves out of the division:
+    ``(q*k*a + r*a) floordiv k == q*a + (r*a) floordiv k`` for integer-valued ``a``, so every
+    coefficient left inside (the constant included) lies in ``[0, k)``. A factor common to
+    ``k`` and everything inside is divided out (``(2*x) floordiv 4 == x floordiv 2``), and
+    ``(a floordiv p + c) floordiv q == (a + c*p) floordiv (p*q)``. Equal dims built along
+    different paths (pooling twice, ceildiv of a ceildiv) thus reach the same form.
     """
     if k <= 0:
         raise ValueError("floordiv by a non-positive number")
@@ -238,30 +244,29 @@ def floordiv(d: Dim, k: int) -> Dim:
     outside: dict[Monomial, int] = {}
     inside: dict[Monomial, int] = {}
     for m, c in d.terms:
-        if m != () and c % k == 0:
-            outside[m] = c // k
-        else:
-            inside[m] = c
+        q, r = divmod(c, k)
+        if q:
+            outside[m] = q
+        if r:
+            inside[m] = r
     out = norm(Expr(outside))
-    rest = norm(Expr(inside))
-    if isinstance(rest, int):
-        return out + rest // k
-    # Move whole multiples of k in the constant out as well: (x + 5) // 2 == (x + 1) // 2 + 2.
+    if not inside:
+        return out
+    g = math.gcd(k, *inside.values())
+    if g > 1:
+        inside = {m: c // g for m, c in inside.items()}
+        k //= g
+    rest = Expr(inside)
+    if rest.is_const():
+        return out  # 0 <= constant < k
+    # Nested division: (a floordiv p + c) floordiv q == (a + c*p) floordiv (p*q).
     c0 = rest.const()
-    q = c0 // k
-    if q:
-        rest = rest - q * k
-        out = out + q
-    # Nested division: (a floordiv p) floordiv q == a floordiv (p*q).
-    if (
-        isinstance(rest, Expr)
-        and len(rest.terms) == 1
-        and rest.terms[0][1] == 1
-        and len(rest.terms[0][0]) == 1
-        and isinstance(rest.terms[0][0][0], FloorDiv)
-    ):
-        inner = rest.terms[0][0][0]
-        return out + floordiv(inner.num, inner.den * k)
+    var_terms = [(m, c) for m, c in rest.terms if m != ()]
+    if len(var_terms) == 1:
+        (m, c), = var_terms
+        if c == 1 and len(m) == 1 and isinstance(m[0], FloorDiv):
+            inner = m[0]
+            return out + floordiv(inner.num + c0 * inner.den, inner.den * k)
     return out + Expr({(FloorDiv(rest, k),): 1})
 
 
@@ -281,7 +286,7 @@ def symbols(d: Dim) -> set[str]:
     return set() if isinstance(d, int) else d.symbols()
 
 
-def product(dims: "list[Dim] | tuple[Dim, ...]") -> Dim:
+def product(dims: list[Dim] | tuple[Dim, ...]) -> Dim:
     out: Dim = 1
     for d in dims:
         out = out * d

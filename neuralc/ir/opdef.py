@@ -22,11 +22,11 @@ class OpDef:
     num_results: ClassVar[int | None] = 1
     num_regions: ClassVar[int] = 0
 
-    def verify(self, op: "Op") -> list[str]:
+    def verify(self, op: Op) -> list[str]:
         """Structural problems of ``op`` beyond counts (attribute types and values)."""
         return []
 
-    def infer_types(self, op: "Op", ctx: "ShapeContext") -> "list[TensorType]":
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
         """Result types from operand types; raise ShapeError when they do not fit."""
         raise NotImplementedError(f"{self.name} has no shape inference")
 

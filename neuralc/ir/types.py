@@ -48,7 +48,7 @@ class TensorType:
             raise ValueError("size of an unranked tensor")
         return product(self.shape)
 
-    def with_shape(self, shape: tuple[Dim, ...]) -> "TensorType":
+    def with_shape(self, shape: tuple[Dim, ...]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)
 
     def __str__(self) -> str:

@@ -1,0 +1,175 @@
+"""The IR verifier: structural invariants every pass must keep, checked after each pass in tests.
+
+It checks what no single op definition can see: that every op is known and has the operand,
+result and region counts its :class:`~neuralc.ir.opdef.OpDef` declares, that operands are
+tensors defined before their use in a visible scope, that use lists and parent links agree
+with the operands and the nesting, and that the module holds functions ending in
+``func.return``. Op-specific rules come from ``OpDef.verify``. Each problem reads
+``<loc>: <op name>: <problem>`` so it points at the ``.nr`` text the op came from.
+"""
+
+from __future__ import annotations
+
+from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Value
+from neuralc.ir.opdef import lookup_op
+from neuralc.ir.types import TensorType
+
+
+class VerificationError(Exception):
+    """The module broke IR invariants; ``problems`` lists them, one line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("IR verification failed:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def verify(m: Module) -> list[str]:
+    """Every problem found in ``m``, in program order; empty when the module is valid."""
+    return _Verifier(m).run()
+
+
+def verify_or_raise(m: Module) -> None:
+    problems = verify(m)
+    if problems:
+        raise VerificationError(problems)
+
+
+def _isolated(op: Op) -> bool:
+    """Regions of such ops see no value from outside (functions; ops that declare it)."""
+    if op.name == "func.func":
+        return True
+    return bool(getattr(lookup_op(op.name), "isolated_from_above", False))
+
+
+class _Verifier:
+    def __init__(self, m: Module):
+        self.module = m
+        self.problems: list[str] = []
+        self.all_ops: set[int] = set()
+        self.all_values: set[int] = set()
+
+    def report(self, op: Op, problem: str) -> None:
+        # OpDef messages often start with the op name; do not say it twice.
+        for prefix in (f"{op.name}: ", f"{op.name} "):
+            if problem.startswith(prefix):
+                problem = problem[len(prefix):]
+                break
+        self.problems.append(f"{op.location}: {op.name}: {problem}")
+
+    def run(self) -> list[str]:
+        self.collect(self.module.body)
+        names: dict[str, Op] = {}
+        for op in self.module.body.ops:
+            if op.name != "func.func":
+                self.report(op, "only func.func may appear at module level")
+                continue
+            sym = op.attributes.get("sym_name")
+            if isinstance(sym, str):
+                if sym in names:
+                    self.report(op, f"function @{sym} is defined twice")
+                names[sym] = op
+        self.block(self.module.body, visible=set(), parent_op=None)
+        return self.problems
+
+    def collect(self, block: Block) -> None:
+        """Ids of every op and value in the module: tells a late definition from a dangling one."""
+        for a in block.args:
+            self.all_values.add(id(a))
+        for op in block.ops:
+            self.all_ops.add(id(op))
+            for r in op.results:
+                self.all_values.add(id(r))
+            for region in op.regions:
+                for b in region.blocks:
+                    self.collect(b)
+
+    def block(self, block: Block, visible: set[int], parent_op: Op | None) -> None:
+        local = set(visible)
+        for i, a in enumerate(block.args):
+            if parent_op is not None:
+                if a.block is not block or a.index != i:
+                    self.report(parent_op, f"block argument {i} has a wrong block or index")
+                if not isinstance(a.type, TensorType):
+                    self.report(parent_op, f"block argument {i} is not a tensor: {a.type!r}")
+                self.check_uses(parent_op, a, f"block argument {i}")
+            local.add(id(a))
+        for op in block.ops:
+            if op.parent is not block:
+                self.report(op, "its parent link does not point at the block holding it")
+            self.op(op, local)
+            local.update(id(r) for r in op.results)
+
+    def op(self, op: Op, visible: set[int]) -> None:
+        opdef = lookup_op(op.name)
+        if opdef is None:
+            self.report(op, f"unknown op '{op.name}'")
+        counts_ok = True
+        if opdef is not None:
+            checks = (
+                ("operand", len(op.operands), opdef.num_operands),
+                ("result", len(op.results), opdef.num_results),
+                ("region", len(op.regions), opdef.num_regions),
+            )
+            for what, got, want in checks:
+                if want is not None and got != want:
+                    self.report(op, f"expects {want} {what}(s), got {got}")
+                    counts_ok = False
+        for i, v in enumerate(op.operands):
+            self.operand(op, i, v, visible)
+        for i, r in enumerate(op.results):
+            if r.op is not op or r.index != i:
+                self.report(op, f"result #{i} has a wrong owner or index")
+            if not isinstance(r.type, TensorType):
+                self.report(op, f"result #{i} is not a tensor: {r.type!r}")
+            self.check_uses(op, r, f"result #{i}")
+        if op.name == "func.return":
+            parent = op.parent_op()
+            if parent is None or parent.name != "func.func":
+                self.report(op, "must be inside a func.func")
+        if opdef is not None and counts_ok:
+            try:
+                problems = opdef.verify(op)
+            except Exception as e:  # noqa: BLE001  (a broken op must not crash the verifier)
+                problems = [f"its verifier raised {type(e).__name__}: {e}"]
+            for p in problems:
+                self.report(op, p)
+        inner_visible = set() if _isolated(op) else visible
+        for region in op.regions:
+            if region.parent is not op:
+                self.report(op, "a region's parent link does not point at it")
+            for b in region.blocks:
+                if b.parent is not region:
+                    self.report(op, "a block's parent link does not point at its region")
+                self.block(b, inner_visible, op)
+
+    def operand(self, op: Op, i: int, v: Value, visible: set[int]) -> None:
+        what = f"operand #{i}"
+        if not isinstance(v.type, TensorType):
+            self.report(op, f"{what} is not a tensor: {v.type!r}")
+        if not any(u.op is op and u.index == i for u in v.uses):
+            self.report(op, f"{what} is missing from its value's use list")
+        if id(v) in visible:
+            return
+        if id(v) in self.all_values:
+            self.report(op, f"{what} ({_describe(v)}) is used before its definition or "
+                            "outside its scope")
+        else:
+            self.report(op, f"{what} ({_describe(v)}) is not defined in this module")
+
+    def check_uses(self, owner: Op, v: Value, what: str) -> None:
+        """Every recorded use must be a live operand slot holding ``v``."""
+        for u in v.uses:
+            if id(u.op) not in self.all_ops:
+                self.report(owner, f"{what} is still used by '{u.op.name}', which is not in "
+                                   "the module")
+            elif u.index >= len(u.op.operands) or u.op.operands[u.index] is not v:
+                self.report(owner, f"{what} has a stale use: '{u.op.name}' operand "
+                                   f"#{u.index} is another value")
+
+
+def _describe(v: Value) -> str:
+    if isinstance(v, OpResult):
+        return f"result #{v.index} of '{v.op.name}'"
+    if isinstance(v, BlockArgument):
+        return f"block argument '{v.name_hint}'" if v.name_hint else f"block argument {v.index}"
+    return "a value with no owner"
