@@ -92,6 +92,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     from neuralc.ir.parser import parse_module_or_diagnose
     from neuralc.ir.printer import print_module
 
+    pm = _pass_manager(args, [])  # a bad --passes is a usage error, before reading anything
     if args.file == "-":
         text, name = sys.stdin.read(), "<stdin>"
     else:
@@ -101,7 +102,6 @@ def cmd_opt(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read {args.file}: {e}") from None
     SOURCES.add(name, text)
     module = parse_module_or_diagnose(text, name)
-    pm = _pass_manager(args, [])
     pm.run(module)
     _write(print_module(module) + "\n", args.output)
     return 0

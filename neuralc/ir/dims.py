@@ -190,10 +190,12 @@ class Expr:
             if m == ():
                 body = str(abs(c))
             else:
+                lone_div = len(m) == 1 and abs(c) == 1 and not (i == 0 and c < 0)
                 factors = []
                 for a in m:
                     s = str(a)
-                    factors.append(s if isinstance(a, str) else f"({s})")
+                    # floordiv binds like '*': a lone quotient needs no parentheses.
+                    factors.append(s if isinstance(a, str) or lone_div else f"({s})")
                 body = " * ".join(factors)
                 if abs(c) != 1:
                     body = f"{body} * {abs(c)}"
