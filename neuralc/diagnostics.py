@@ -13,9 +13,10 @@ them in the form of DSL.md section 9::
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from neuralc.location import FileLoc, Location, expansion_stack, primary
 
@@ -35,7 +36,7 @@ class Diagnostic:
     location: Location | None = None
     notes: list[Note] = field(default_factory=list)
 
-    def with_note(self, message: str, location: Location | None = None) -> "Diagnostic":
+    def with_note(self, message: str, location: Location | None = None) -> Diagnostic:
         self.notes.append(Note(message, location))
         return self
 

@@ -33,8 +33,8 @@ class FileLoc:
 
 @dataclass(frozen=True)
 class CallSiteLoc:
-    callee: "Location"
-    caller: "Location"
+    callee: Location
+    caller: Location
 
     def __str__(self) -> str:
         return str(self.callee)
@@ -45,7 +45,7 @@ class CallSiteLoc:
 
 @dataclass(frozen=True)
 class FusedLoc:
-    locs: tuple["Location", ...]
+    locs: tuple[Location, ...]
 
     def __str__(self) -> str:
         return str(self.locs[0]) if self.locs else "<unknown>"
@@ -81,13 +81,15 @@ def primary(loc: Location) -> Location:
 
 
 def expansion_stack(loc: Location) -> list[Location]:
-    """Use sites of the macro expansions that produced ``loc``, innermost first."""
+    """Use sites of the macro expansions that produced ``loc``, innermost first.
+
+    :func:`in_macro` nests outer use sites on the caller side:
+    ``callsite(text at callsite(inner_use at outer_use))``.
+    """
     out: list[Location] = []
     while isinstance(loc, CallSiteLoc):
-        out.append(loc.caller)
-        loc = loc.callee
-    # Nested expansions are built as callsite(callsite(inner at mid) at outer):
-    # walk callees too, so each use site is listed once.
+        loc = loc.caller
+        out.append(primary(loc))
     return out
 
 

@@ -12,7 +12,6 @@ from typing import Union
 
 from neuralc.location import Location
 
-
 # -- values -------------------------------------------------------------------------------
 
 
@@ -49,26 +48,26 @@ class Name:
 
 @dataclass
 class TupleValue:
-    items: list["Value"]
+    items: list[Value]
     span: Location
 
 
 @dataclass
 class ListValue:
-    items: list["Value"]
+    items: list[Value]
     span: Location
 
 
 @dataclass
 class DictValue:
-    items: list[tuple[str, "Value"]]
+    items: list[tuple[str, Value]]
     span: Location
 
 
 @dataclass
 class Kwarg:
     name: str
-    value: "Value"
+    value: Value
     span: Location  # covers ``name=value``
 
 
@@ -77,7 +76,7 @@ class Call:
     """``Name(args, key=value)`` as a value: optimizers, schedules, wrapped layers."""
 
     name: str
-    args: list["Value"]
+    args: list[Value]
     kwargs: list[Kwarg]
     span: Location
     name_span: Location
@@ -88,7 +87,7 @@ class HPO:
     """``HPO(choice(...))``, ``HPO(range(lo, hi, step=s))``, ``HPO(log_range(lo, hi))``."""
 
     kind: str  # "choice" | "range" | "log_range"
-    args: list["Value"]
+    args: list[Value]
     kwargs: list[Kwarg]
     span: Location
 
@@ -106,14 +105,14 @@ class BinOp:
     """``+ - * /`` arithmetic (macro bodies); ``op`` is one of ``+ - * /``."""
 
     op: str
-    left: "Value"
-    right: "Value"
+    left: Value
+    right: Value
     span: Location
 
 
 @dataclass
 class Neg:
-    operand: "Value"
+    operand: Value
     span: Location
 
 
@@ -143,8 +142,8 @@ class LayerCall:
     name_span: Location
     parens: bool = True
     device: String | None = None
-    body: list["LayerItem"] | None = None
-    branches: list[list["LayerItem"]] | None = None
+    body: list[LayerItem] | None = None
+    branches: list[list[LayerItem]] | None = None
     repeat: Value | None = None
 
 
@@ -153,7 +152,7 @@ class NamedBranch:
     """``name: { layers }`` runs the layers on the input or earlier branch called ``name``."""
 
     name: str
-    body: list["LayerItem"]
+    body: list[LayerItem]
     span: Location
     name_span: Location
 

@@ -9,8 +9,9 @@ driver warns once, listing the defaults taken.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from neuralc.frontend import ast
 from neuralc.frontend.values import EvalError, evaluate
@@ -49,7 +50,7 @@ class HParams:
     uses: list[HPOUse] = field(default_factory=list)
 
     @classmethod
-    def from_strings(cls, items: list[str]) -> "HParams":
+    def from_strings(cls, items: list[str]) -> HParams:
         """Parse ``NAME=VALUE`` strings; raises ValueError on a malformed one."""
         out: dict[str, Any] = {}
         for item in items:

@@ -15,14 +15,14 @@ from typing import Any
 
 from neuralc.diagnostics import DiagnosticEngine, did_you_mean
 from neuralc.frontend import ast
+from neuralc.frontend.hparams import HParams
+from neuralc.frontend.sections import TrainingConfig, check_sections
 from neuralc.frontend.values import CallValue, EvalError, evaluate
 from neuralc.ir.core import Block, Module, Op, Value, func_op
 from neuralc.ir.dims import Dim, sym
 from neuralc.ir.types import TensorType, unranked
 from neuralc.layers import catalog
 from neuralc.layers.catalog import LayerSpec, ParamError
-from neuralc.frontend.hparams import HParams
-from neuralc.frontend.sections import TrainingConfig, check_sections
 from neuralc.location import Location
 
 BATCH = "batch"
@@ -48,7 +48,7 @@ class _Scope:
         self.named = dict(named)
         self.pending: list[str] = []  # named branches defined since the last merge
 
-    def child(self, current: Value | None) -> "_Scope":
+    def child(self, current: Value | None) -> _Scope:
         s = _Scope(current, self.named)
         return s
 

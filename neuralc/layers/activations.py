@@ -7,8 +7,8 @@ layer. ``alpha`` is the one optional parameter (leaky_relu's negative slope, elu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

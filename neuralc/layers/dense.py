@@ -8,7 +8,14 @@ from neuralc.ir.dims import Dim
 from neuralc.ir.types import TensorType
 from neuralc.layers.activations import apply_activation
 from neuralc.layers.catalog import (
-    ActivationName, Bool, Int, LayerSpec, Param, ShapeContext, WeightSpec, register,
+    ActivationName,
+    Bool,
+    Int,
+    LayerSpec,
+    Param,
+    ShapeContext,
+    WeightSpec,
+    register,
 )
 from neuralc.layers.common import bias_bound, kaiming_uniform_bound, require_rank, static_dim
 

@@ -216,8 +216,29 @@ network N {
     Block(-1)
 }
 """)
-    assert "m.nr:2:3: error: Dense: 'units' must be a positive integer, got -1" in out
-    assert "m.nr:7:5: note: in expansion of the macro used here" in out
+    assert "m.nr:2:9: error: Dense: 'units' must be a positive integer, got -1" in out
+    assert "    2 |   Dense($n)\n      |         ^~" in out
+    assert "m.nr:7:11: note: in expansion of the macro used here" in out
+    assert "    7 |     Block(-1)\n      |           ^~" in out
+
+
+def test_nested_macro_error_lists_every_use_site():
+    out = errors_of("""\
+define Inner(n) {
+  Dense(units=$n, activation="relu")
+}
+define Outer {
+  Inner(3)
+  Conv1D(4, 0)
+}
+network N {
+  input: (8, 4)
+  layers:
+    Outer()
+}
+""")
+    assert "m.nr:6:13: error: Conv1D: 'kernel_size' must be a positive integer" in out
+    assert "m.nr:11:5: note: in expansion of the macro used here" in out
 
 
 def test_range_violation_is_a_shape_error():
