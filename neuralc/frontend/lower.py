@@ -22,7 +22,7 @@ from neuralc.ir.core import Block, Module, Op, Value, func_op
 from neuralc.ir.dims import Dim, sym
 from neuralc.ir.types import TensorType, unranked
 from neuralc.layers import catalog
-from neuralc.layers.catalog import LayerSpec, ParamError
+from neuralc.layers.catalog import LayerArg, LayerSpec, Param, ParamError
 from neuralc.location import Location
 
 BATCH = "batch"
@@ -202,12 +202,32 @@ class Lowering:
                 self.diags.error(f"{spec.name} takes no branch blocks; only merge layers do",
                                  call.span)
             x = self._require_current(call, spec, scope)
-            out = self._emit(call, spec, attrs, name, [x] if x is not None else None)
+            extra = self._value_operands(call, spec, attrs, scope)
+            operands = [x, *extra] if x is not None and extra is not None else None
+            out = self._emit(call, spec, attrs, name, operands)
             if call.body is not None:
                 # On an ordinary layer a nested block means "these layers follow it".
                 child = scope.child(out if out is not None else scope.current)
                 out = self._items(call.body, child)
         return out if out is not None else scope.current
+
+    def _value_operands(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None,
+                        scope: _Scope) -> list[Value] | None:
+        """Operands for parameters that name an input or branch (e.g. an attention memory)."""
+        if attrs is None:
+            return None
+        out: list[Value] = []
+        for p in spec.value_params():
+            ref = attrs.get(p.name)
+            if ref is None:
+                continue
+            if ref not in scope.named:
+                hint = did_you_mean(ref, list(scope.named))
+                self.diags.error(f"{spec.name}: '{p.name}' names '{ref}', which is no input or "
+                                 f"named branch{hint}", call.span)
+                return None
+            out.append(scope.named[ref])
+        return out
 
     def _require_current(self, call: ast.LayerCall, spec: LayerSpec, scope: _Scope) -> Value | None:
         if scope.current is None:
@@ -286,9 +306,11 @@ class Lowering:
                     "\"cuda:N\" or \"auto\"", call.device.span)
             else:
                 attrs["device"] = dev
-        op = Op(spec.op_name, operands, [unranked()], attrs, location=call.span)
+        op = Op(spec.op_name, operands, [unranked()] * spec.results(attrs), attrs,
+                location=call.span)
         self.block.append(op)
-        return op.result
+        # A layer with several results (return_state) passes its first one on.
+        return op.results[0]
 
     # -- names and arguments -------------------------------------------------------------
     def _layer_name(self, call: ast.LayerCall, spec: LayerSpec) -> str:
@@ -360,6 +382,13 @@ class Lowering:
                     attrs[p.name] = _canon(p.default)
                 continue
             node, _ = given[p.name]
+            if isinstance(p.type, LayerArg):
+                inner = self._bind_inner(node, spec, p, layer_name)
+                if inner is None:
+                    ok = False
+                else:
+                    attrs[p.name] = inner
+                continue
             try:
                 raw = evaluate(node, self.hparams.resolver(f"{layer_name}.{p.name}"))
             except EvalError as e:
@@ -383,6 +412,39 @@ class Lowering:
                 self.diags.error(f"{spec.name}: {e}", call.span)
                 ok = False
         return (attrs if ok else None), operand_names
+
+
+    def _bind_inner(self, node: ast.Value, outer: LayerSpec, p: Param,
+                    layer_name: str) -> dict | None:
+        """``TimeDistributed(Dense(64))``: bind the wrapped layer through the catalog."""
+        if isinstance(node, ast.Name):
+            node = ast.Call(node.id, [], [], node.span, node.span)
+        if not isinstance(node, ast.Call):
+            self.diags.error(f"{outer.name}: '{p.name}' must be a layer, such as Dense(64)",
+                             _span(node))
+            return None
+        spec = catalog.lookup(node.name)
+        if spec is None:
+            known = catalog.layer_names()
+            self.diags.error(f"unknown layer '{node.name}'{did_you_mean(node.name, known)}",
+                             node.name_span)
+            return None
+        if spec.kind != "layer" or spec.arity != 1 or spec.value_params():
+            self.diags.error(f"{outer.name} cannot wrap {spec.name}: it takes one input",
+                             node.name_span)
+            return None
+        if any(k.name == "name" for k in node.kwargs):
+            self.diags.error(f"name the {outer.name} layer, not the layer it wraps", node.span)
+            return None
+        pseudo = ast.LayerCall(node.name, node.args, node.kwargs, node.span, node.name_span)
+        inner, _ = self._bind(pseudo, spec, layer_name)
+        if inner is None:
+            return None
+        try:
+            return p.type.convert({"layer": spec.name, "params": inner}, p.name)
+        except ParamError as e:
+            self.diags.error(f"{outer.name}: {e}", node.span)
+            return None
 
 
 def _canon(v: Any) -> Any:

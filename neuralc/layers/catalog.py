@@ -277,6 +277,51 @@ class Str(ParamType):
 
 
 @dataclass(frozen=True)
+class LayerArg(ParamType):
+    """A layer given as an argument: ``TimeDistributed(Dense(64))``, ``Bidirectional(LSTM(32))``.
+
+    The lowering binds the inner call through the catalog and stores it as the attribute
+    ``{"layer": "<canonical name>", "params": {...canonical params...}}``; the wrapper's rules
+    get the inner spec and its attributes with :func:`inner_layer`. ``allowed`` restricts the
+    inner layer kinds (canonical names); empty means any single-input layer.
+    """
+
+    allowed: tuple[str, ...] = ()
+
+    def convert(self, value: Any, pname: str) -> dict:
+        if not (isinstance(value, dict) and set(value) == {"layer", "params"}
+                and isinstance(value["layer"], str) and isinstance(value["params"], dict)):
+            raise self._fail(pname, value, "a layer, such as Dense(64)")
+        spec = lookup(value["layer"])
+        if spec is None:
+            raise ParamError(f"'{pname}': unknown layer '{value['layer']}'")
+        if self.allowed and spec.name not in self.allowed:
+            raise ParamError(f"'{pname}' must be one of {', '.join(self.allowed)}, got {spec.name}")
+        return {"layer": spec.name, "params": value["params"]}
+
+
+def inner_layer(attr: dict) -> "tuple[LayerSpec, dict]":
+    """The spec and attributes of a :class:`LayerArg` attribute."""
+    spec = lookup(attr["layer"])
+    assert spec is not None, attr
+    return spec, attr["params"]
+
+
+@dataclass(frozen=True)
+class ValueRef(ParamType):
+    """The name of a network input or named branch: ``MultiHeadAttention(4, 16, context=memory)``.
+
+    The lowering turns each such parameter that is not None into an extra operand of the op,
+    after the layer's own inputs and in parameter order; the attribute keeps the name.
+    """
+
+    def convert(self, value: Any, pname: str) -> str:
+        if not isinstance(value, str) or not value.isidentifier():
+            raise self._fail(pname, value, "the name of an input or a named branch")
+        return value
+
+
+@dataclass(frozen=True)
 class Param:
     name: str
     type: ParamType
@@ -366,6 +411,8 @@ class LayerSpec:
     doc: str = ""
     example: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Number of results for given attributes (e.g. LSTM with return_state); default one.
+    num_results: Callable[[dict], int] | None = None
 
     def __post_init__(self) -> None:
         if not self.keras_name:
@@ -383,6 +430,14 @@ class LayerSpec:
             if p.name == name or name in p.aliases:
                 return p
         return None
+
+    def results(self, attrs: dict) -> int:
+        return 1 if self.num_results is None else self.num_results(attrs)
+
+    def value_params(self) -> list[Param]:
+        """Parameters naming other values; each non-None one adds an operand."""
+        return [p for p in self.params if isinstance(p.type, ValueRef) or
+                (isinstance(p.type, Optional_) and isinstance(p.type.inner, ValueRef))]
 
     def defaults(self) -> dict[str, Any]:
         """Fresh copies: list defaults (``strides=[1, 1]``) must not be shared between ops."""
@@ -412,6 +467,13 @@ FAMILIES: Sequence[str] = (
     "neuralc.layers.embedding",
     "neuralc.layers.activation_layers",
     "neuralc.layers.merge",
+    "neuralc.layers.conv_variants",
+    "neuralc.layers.resampling",
+    "neuralc.layers.blocks",
+    "neuralc.layers.recurrent",
+    "neuralc.layers.wrappers",
+    "neuralc.layers.attention",
+    "neuralc.layers.transformer",
 )
 
 _loaded = False

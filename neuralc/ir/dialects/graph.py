@@ -23,12 +23,25 @@ class LayerOpDef(OpDef):
     def __init__(self, spec: LayerSpec):
         self.spec = spec
         self.name = spec.op_name  # type: ignore[misc]
-        self.num_operands = spec.arity  # type: ignore[misc]
+        # Counts that depend on attributes (value params, return_state) are checked in verify.
+        self.num_operands = None if spec.value_params() else spec.arity  # type: ignore[misc]
+        self.num_results = None if spec.num_results else 1  # type: ignore[misc]
 
     def verify(self, op: Op) -> list[str]:
         errs: list[str] = []
         if self.spec.arity is None and len(op.operands) < 2:
             errs.append(f"{op.name} needs at least two operands")
+        if self.spec.value_params() and self.spec.arity is not None:
+            refs = sum(1 for p in self.spec.value_params() if op.attributes.get(p.name) is not None)
+            if len(op.operands) != self.spec.arity + refs:
+                errs.append(f"{op.name} needs {self.spec.arity + refs} operands, has {len(op.operands)}")
+        if self.spec.num_results is not None:
+            try:
+                want = self.spec.results(op.attributes)
+            except (KeyError, TypeError):
+                want = len(op.results)
+            if len(op.results) != want:
+                errs.append(f"{op.name} needs {want} results, has {len(op.results)}")
         if not isinstance(op.attributes.get("name"), str):
             errs.append(f"{op.name} needs a string 'name' attribute")
         known = {p.name for p in self.spec.params} | set(COMMON_ATTRS)
