@@ -113,7 +113,21 @@ def _batch_norm(a: dict, x: torch.Tensor, w: dict) -> torch.Tensor:
     return y.movedim(1, a["axis"] % x.dim())
 
 
-def run_op(kind: str, a: dict, xs: list[torch.Tensor], w: dict) -> torch.Tensor:
+# Per-op rules: kind (the graph op name without "graph.") -> fn(attrs, inputs, weights) ->
+# one tensor or a tuple of tensors (one per result). Families register more in oracle_*.py.
+RULES: dict[str, Callable[[dict, list[torch.Tensor], dict], object]] = {}
+
+
+def rule(*kinds: str):
+    def deco(fn):
+        for k in kinds:
+            assert k not in RULES, k
+            RULES[k] = fn
+        return fn
+    return deco
+
+
+def _core(kind: str, a: dict, xs: list[torch.Tensor], w: dict) -> torch.Tensor:
     x = xs[0]
     if kind in ("dense", "output"):
         return act(a["activation"], F.linear(x, w["weight"], w.get("bias")))
@@ -158,11 +172,35 @@ def run_op(kind: str, a: dict, xs: list[torch.Tensor], w: dict) -> torch.Tensor:
         return torch.cat(xs, dim=a["axis"])
     if kind == "residual_connection":
         return act(a["activation"], xs[0] + xs[1])
-    raise NotImplementedError(f"torch oracle has no rule for graph.{kind}")
+    raise KeyError(kind)
+
+
+_CORE_KINDS = (
+    "dense", "output", "conv1d", "conv2d", "max_pooling1d", "max_pooling2d", "average_pooling1d",
+    "average_pooling2d", "global_average_pooling1d", "global_average_pooling2d",
+    "global_max_pooling1d", "global_max_pooling2d", "flatten", "reshape", "dropout",
+    "batch_normalization", "layer_normalization", "embedding", "activation", "add", "subtract",
+    "multiply", "average", "maximum", "concatenate", "residual_connection",
+)
+for _k in _CORE_KINDS:
+    RULES[_k] = (lambda kind: lambda a, xs, w: _core(kind, a, xs, w))(_k)
+
+
+def _load_family_rules() -> None:
+    """Import tests/e2e/oracle_*.py: each registers the rules of one layer family."""
+    import importlib
+    from pathlib import Path
+
+    for f in sorted(Path(__file__).parent.glob("oracle_*.py")):
+        importlib.import_module(f.stem)
+
+
+
 
 
 def run_torch(module: Module, inputs: list[np.ndarray], weights: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run the module's function with torch ops (float64 off; float32 as the DSL)."""
+    """Run the module's function with torch ops, float32 as the DSL."""
+    _load_family_rules()
     body = func_body(module.funcs[0])
     env: dict[int, torch.Tensor] = {id(a): torch.from_numpy(np.ascontiguousarray(x))
                                     for a, x in zip(body.args, inputs)}
@@ -174,5 +212,10 @@ def run_torch(module: Module, inputs: list[np.ndarray], weights: dict[str, np.nd
             kind = op.name.split(".", 1)[1]
             prefix = op.attributes["name"] + "."
             w = {k[len(prefix):]: t for k, t in tw.items() if k.startswith(prefix)}
-            env[id(op.result)] = run_op(kind, op.attributes, [env[id(v)] for v in op.operands], w)
+            if kind not in RULES:
+                raise NotImplementedError(f"torch oracle has no rule for graph.{kind}")
+            out = RULES[kind](op.attributes, [env[id(v)] for v in op.operands], w)
+            outs = out if isinstance(out, tuple) else (out,)
+            for r, t in zip(op.results, outs):
+                env[id(r)] = t
     raise AssertionError("function without return")
