@@ -37,31 +37,58 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", metavar="NAME", help="the network to use when the file has several")
-    p.add_argument("--hparam", metavar="NAME=VALUE", action="append", default=[],
-                   help="set a hyperparameter (e.g. dense.units=128); repeatable")
+    p.add_argument(
+        "--hparam",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="set a hyperparameter (e.g. dense.units=128); repeatable",
+    )
 
 
 def _opt_level(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-O", dest="opt", type=int, default=2, choices=range(4), metavar="{0,1,2,3}",
-                   help="optimisation level (default 2)")
+    p.add_argument(
+        "-O",
+        dest="opt",
+        type=int,
+        default=2,
+        choices=range(4),
+        metavar="{0,1,2,3}",
+        help="optimisation level (default 2)",
+    )
 
 
 def _ir_debug(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print-ir-before", metavar="PASS|all", action="append", default=[])
     p.add_argument("--print-ir-after", metavar="PASS|all", action="append", default=[])
     p.add_argument("--time-passes", action="store_true", help="print the time each pass took")
-    p.add_argument("--dump-dir", metavar="DIR", type=Path, help="write the IR after every pass here")
-    p.add_argument("--passes", metavar="A,B,...", help="run these passes instead of the -O pipeline")
+    p.add_argument(
+        "--dump-dir", metavar="DIR", type=Path, help="write the IR after every pass here"
+    )
+    p.add_argument(
+        "--passes", metavar="A,B,...", help="run these passes instead of the -O pipeline"
+    )
 
 
 def build_parser() -> dict[str, argparse.ArgumentParser]:
-    compile_p = _Parser(prog="neuralc", description="Compile a Neural DSL model.",
-                        epilog="subcommands: check, run, opt, layers (neuralc SUBCOMMAND -h)")
+    compile_p = _Parser(
+        prog="neuralc",
+        description="Compile a Neural DSL model.",
+        epilog="subcommands: check, run, opt, layers (neuralc SUBCOMMAND -h)",
+    )
     compile_p.add_argument("model", help="the .nr model file")
-    compile_p.add_argument("--emit", choices=("graph-ir",), default="graph-ir",
-                           help="what to produce (default graph-ir)")
-    compile_p.add_argument("--target", default="auto", choices=ALL_TARGETS,
-                           help="backend; only 'reference' (the interpreter) is built so far")
+    compile_p.add_argument(
+        "--emit",
+        choices=("graph-ir",),
+        default="graph-ir",
+        help="what to produce (default graph-ir)",
+    )
+    compile_p.add_argument(
+        "--target",
+        default="auto",
+        choices=ALL_TARGETS,
+        help="backend; only 'reference' (the interpreter) is built so far",
+    )
     compile_p.add_argument("-o", "--output", metavar="FILE", help="write the result here")
     _opt_level(compile_p)
     _common(compile_p)
@@ -73,14 +100,27 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
 
     run_p = _Parser(prog="neuralc run", description="Run a model in the reference interpreter.")
     run_p.add_argument("model")
-    run_p.add_argument("--input", "-i", metavar="FILE|NAME=FILE", action="append", default=[],
-                       help=".npy input; NAME=FILE for named inputs; once per input")
+    run_p.add_argument(
+        "--input",
+        "-i",
+        metavar="FILE|NAME=FILE",
+        action="append",
+        default=[],
+        help=".npy input; NAME=FILE for named inputs; once per input",
+    )
     run_p.add_argument("--random", action="store_true", help="run on a seeded random input")
     run_p.add_argument("--batch", type=int, default=2, help="batch size of --random (default 2)")
-    run_p.add_argument("--dim", metavar="NAME=N", action="append", default=[],
-                       help="size of a named symbolic dim for --random")
+    run_p.add_argument(
+        "--dim",
+        metavar="NAME=N",
+        action="append",
+        default=[],
+        help="size of a named symbolic dim for --random",
+    )
     run_p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors)")
-    run_p.add_argument("--save-weights", metavar="FILE", help="save the weights used (.safetensors)")
+    run_p.add_argument(
+        "--save-weights", metavar="FILE", help="save the weights used (.safetensors)"
+    )
     run_p.add_argument("--seed", type=int, default=0, help="seed of initial weights and --random")
     run_p.add_argument("--target", default="reference", choices=ALL_TARGETS)
     run_p.add_argument("-o", "--output", metavar="FILE", help="save the output (.npy)")

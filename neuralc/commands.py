@@ -45,8 +45,13 @@ def _pass_manager(args: argparse.Namespace, default: list[str]) -> PassManager:
 
 
 def _compile(args: argparse.Namespace, pm: PassManager | None = None) -> CompiledModel:
-    model = compile_file(args.model, network=args.network, hparams=_hparams(args),
-                         opt_level=getattr(args, "opt", 2), pass_manager=pm)
+    model = compile_file(
+        args.model,
+        network=args.network,
+        hparams=_hparams(args),
+        opt_level=getattr(args, "opt", 2),
+        pass_manager=pm,
+    )
     if model.warnings:
         sys.stderr.write(render_all(model.warnings) + "\n")
     return model
@@ -56,8 +61,10 @@ def _check_target(target: str) -> None:
     from neuralc.cli import AVAILABLE_TARGETS
 
     if target not in AVAILABLE_TARGETS:
-        raise UsageError(f"target '{target}' is not built yet; available: "
-                         f"{', '.join(AVAILABLE_TARGETS)} (see the README's status section)")
+        raise UsageError(
+            f"target '{target}' is not built yet; available: "
+            f"{', '.join(AVAILABLE_TARGETS)} (see the README's status section)"
+        )
 
 
 def _write(text: str, output: str | None) -> None:
@@ -130,7 +137,9 @@ def _load_npy(path: str) -> np.ndarray:
     return arr
 
 
-def _parse_inputs(args: argparse.Namespace, names: list[str]) -> list[np.ndarray] | dict[str, np.ndarray]:
+def _parse_inputs(
+    args: argparse.Namespace, names: list[str]
+) -> list[np.ndarray] | dict[str, np.ndarray]:
     named = [s for s in args.input if "=" in s]
     if named and len(named) != len(args.input):
         raise UsageError("give every --input as NAME=FILE, or none of them")
@@ -193,8 +202,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         raise UsageError("give the model's input with --input FILE.npy (or --random)")
     try:
-        weights = (load_weights(args.weights, model.module) if args.weights
-                   else init_weights(model.module, seed=args.seed))
+        weights = (
+            load_weights(args.weights, model.module)
+            if args.weights
+            else init_weights(model.module, seed=args.seed)
+        )
     except WeightsError as e:
         raise DataError(str(e)) from None
     if args.save_weights:

@@ -52,8 +52,10 @@ def compile_source(
         raise CompileError([Diagnostic("error", f"{filename}: no 'network' block in the file")])
     if network is None:
         if len(names) > 1:
-            raise UsageError(f"{filename} holds several networks ({', '.join(names)}); "
-                             "choose one with --network NAME")
+            raise UsageError(
+                f"{filename} holds several networks ({', '.join(names)}); "
+                "choose one with --network NAME"
+            )
         net = file.networks[0]
     else:
         match = [n for n in file.networks if n.name == network]
@@ -66,13 +68,18 @@ def compile_source(
     unknown = hparams.unknown_overrides()
     if unknown and not diags.has_errors():
         known = sorted({u.path for u in hparams.uses})
-        raise UsageError(f"--hparam {', '.join(unknown)}: no such hyperparameter in the model"
-                         + (f"; it has: {', '.join(known)}" if known else "; it has none"))
+        raise UsageError(
+            f"--hparam {', '.join(unknown)}: no such hyperparameter in the model"
+            + (f"; it has: {', '.join(known)}" if known else "; it has none")
+        )
     defaulted = hparams.defaulted()
     if defaulted:
         listing = ", ".join(f"{u.path}={u.value!r} from {u.space}" for u in defaulted)
-        diags.warning(f"unresolved hyperparameters take their defaults: {listing}; "
-                      "set them with --hparam NAME=VALUE", defaulted[0].span)
+        diags.warning(
+            f"unresolved hyperparameters take their defaults: {listing}; "
+            "set them with --hparam NAME=VALUE",
+            defaulted[0].span,
+        )
     diags.check()
     warnings = list(diags.warnings)
     pm = pass_manager or PassManager([get_pass(n)() for n in pipeline(opt_level)])

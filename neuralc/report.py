@@ -23,8 +23,10 @@ def layer_rows(module: Module) -> list[Row]:
     """One row per input and per layer, in program order."""
     func = module.funcs[0]
     body = func_body(func)
-    rows = [Row(a.name_hint or "input", f"Input[{a.type.dtype}]", shape_str(a.type.shape or ()), 0, 0)
-            for a in body.args]
+    rows = [
+        Row(a.name_hint or "input", f"Input[{a.type.dtype}]", shape_str(a.type.shape or ()), 0, 0)
+        for a in body.args
+    ]
     for op in body.ops:
         spec = catalog.by_op(op.name)
         if spec is None:
@@ -40,8 +42,15 @@ def layer_rows(module: Module) -> list[Row]:
                     size *= d
                 n += size
         shape = ", ".join(shape_str(t.shape or ()) for t in outs)
-        rows.append(Row(str(op.attributes.get("name")), spec.name, shape, n,
-                        spec.flops(op.attributes, ins, outs)))
+        rows.append(
+            Row(
+                str(op.attributes.get("name")),
+                spec.name,
+                shape,
+                n,
+                spec.flops(op.attributes, ins, outs),
+            )
+        )
     return rows
 
 
@@ -56,17 +65,22 @@ def format_table(module: Module) -> str:
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
     out = [f"network {module.name}", line(header), sep, *(line(b) for b in body), sep]
-    out.append(f"total: {len(rows) - len(func_body(module.funcs[0]).args)} layers, "
-               f"{total_params:,} parameters, {_flops(total_flops)} FLOPs per sample")
+    out.append(
+        f"total: {len(rows) - len(func_body(module.funcs[0]).args)} layers, "
+        f"{total_params:,} parameters, {_flops(total_flops)} FLOPs per sample"
+    )
     dims = module.attributes.get("dims")
     if dims:
-        rngs = ", ".join(f"{k}: {'' if v[0] is None else v[0]}..{'' if v[1] is None else v[1]}"
-                         for k, v in dims.items())
+        rngs = ", ".join(
+            f"{k}: {'' if v[0] is None else v[0]}..{'' if v[1] is None else v[1]}"
+            for k, v in dims.items()
+        )
         out.append(f"dims: {rngs}")
     return "\n".join(out)
 

@@ -65,6 +65,7 @@ class HParams:
     def resolver(self, path: str) -> Callable[[ast.HPO], Any]:
         def resolve(node: ast.HPO) -> Any:
             return self.resolve(path, node)
+
         return resolve
 
     def resolve(self, path: str, node: ast.HPO) -> Any:
@@ -74,7 +75,9 @@ class HParams:
             v = self.overrides[path]
             if choices is not None:
                 if v not in choices:
-                    raise EvalError(f"--hparam {path}={v} is not one of the choices {space}", node.span)
+                    raise EvalError(
+                        f"--hparam {path}={v} is not one of the choices {space}", node.span
+                    )
             elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo <= v <= hi):
                 raise EvalError(f"--hparam {path}={v} is outside {space}", node.span)
             self.uses.append(HPOUse(path, node.kind, v, True, node.span, space))
@@ -105,7 +108,9 @@ def _space(node: ast.HPO, inner: Callable[[ast.HPO], Any]) -> tuple[list[Any] | 
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)):
         raise EvalError(f"{node.kind} bounds must be numbers", node.span)
     if lo >= hi:
-        raise EvalError(f"{node.kind}: the low bound {lo} must be below the high bound {hi}", node.span)
+        raise EvalError(
+            f"{node.kind}: the low bound {lo} must be below the high bound {hi}", node.span
+        )
     if node.kind == "log_range" and lo <= 0:
         raise EvalError("log_range bounds must be positive", node.span)
     step = kwargs.get("step", args[2] if len(args) > 2 else None)

@@ -95,7 +95,9 @@ class Lowering:
         block.append(Op("func.return", outs, location=net.span))
         self._integer_inputs(block)
         training = check_sections(net, self.diags, self.hparams)
-        info = NetworkInfo(net.name, [a.name_hint or "" for a in block.args], training, self.hparams)
+        info = NetworkInfo(
+            net.name, [a.name_hint or "" for a in block.args], training, self.hparams
+        )
         return module, info
 
     # -- inputs and dims ---------------------------------------------------------------
@@ -136,12 +138,15 @@ class Lowering:
                     anon += 1
                 elif isinstance(item, ast.Name):
                     if item.id in RESERVED_DIM_NAMES:
-                        self.diags.error(f"'{item.id}' cannot name a dimension; choose another name",
-                                         item.span)
+                        self.diags.error(
+                            f"'{item.id}' cannot name a dimension; choose another name", item.span
+                        )
                         continue
                     named_dims.add(item.id)
                     dims.append(sym(item.id))
-                elif isinstance(item, ast.Number) and isinstance(item.value, int) and item.value > 0:
+                elif (
+                    isinstance(item, ast.Number) and isinstance(item.value, int) and item.value > 0
+                ):
                     dims.append(item.value)
                 else:
                     self.diags.error(
@@ -174,8 +179,10 @@ class Lowering:
         start = scope.named.get(nb.name, scope.current)
         if start is None:
             hint = did_you_mean(nb.name, list(scope.named))
-            self.diags.error(f"branch '{nb.name}' has no input: no input or earlier branch has that name{hint}",
-                             nb.name_span)
+            self.diags.error(
+                f"branch '{nb.name}' has no input: no input or earlier branch has that name{hint}",
+                nb.name_span,
+            )
             return
         out = self._items(nb.body, scope.child(start))
         if out is not None:
@@ -187,8 +194,9 @@ class Lowering:
         spec = catalog.lookup(call.name)
         if spec is None:
             known = catalog.layer_names() + [m.name for m in self.file.macros]
-            self.diags.error(f"unknown layer '{call.name}'{did_you_mean(call.name, known)}",
-                             call.name_span)
+            self.diags.error(
+                f"unknown layer '{call.name}'{did_you_mean(call.name, known)}", call.name_span
+            )
             return scope.current
         name = self._layer_name(call, spec)
         attrs, operand_names = self._bind(call, spec, name)
@@ -199,8 +207,9 @@ class Lowering:
             out = self._merge(call, spec, attrs, name, scope, operand_names)
         else:
             if call.branches:
-                self.diags.error(f"{spec.name} takes no branch blocks; only merge layers do",
-                                 call.span)
+                self.diags.error(
+                    f"{spec.name} takes no branch blocks; only merge layers do", call.span
+                )
             x = self._require_current(call, spec, scope)
             extra = self._value_operands(call, spec, attrs, scope)
             operands = [x, *extra] if x is not None and extra is not None else None
@@ -211,8 +220,9 @@ class Lowering:
                 out = self._items(call.body, child)
         return out if out is not None else scope.current
 
-    def _value_operands(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None,
-                        scope: _Scope) -> list[Value] | None:
+    def _value_operands(
+        self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, scope: _Scope
+    ) -> list[Value] | None:
         """Operands for parameters that name an input or branch (e.g. an attention memory)."""
         if attrs is None:
             return None
@@ -223,8 +233,11 @@ class Lowering:
                 continue
             if ref not in scope.named:
                 hint = did_you_mean(ref, list(scope.named))
-                self.diags.error(f"{spec.name}: '{p.name}' names '{ref}', which is no input or "
-                                 f"named branch{hint}", call.span)
+                self.diags.error(
+                    f"{spec.name}: '{p.name}' names '{ref}', which is no input or "
+                    f"named branch{hint}",
+                    call.span,
+                )
                 return None
             out.append(scope.named[ref])
         return out
@@ -233,14 +246,18 @@ class Lowering:
         if scope.current is None:
             names = ", ".join(f"'{n}'" for n in scope.named)
             self.diags.error(
-                f"{spec.name} has no single input to apply to: the network has several inputs ({names})",
+                f"{spec.name} has no single input to apply to: "
+                f"the network has several inputs ({names})",
                 call.span,
-            ).with_note("run layers on one input with a named branch, e.g. image: { ... }, "
-                        "and merge them with Concatenate()")
+            ).with_note(
+                "run layers on one input with a named branch, e.g. image: { ... }, "
+                "and merge them with Concatenate()"
+            )
         return scope.current
 
-    def _residual(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str,
-                  scope: _Scope) -> Value | None:
+    def _residual(
+        self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str, scope: _Scope
+    ) -> Value | None:
         x = self._require_current(call, spec, scope)
         if x is None:
             return None
@@ -255,8 +272,15 @@ class Lowering:
             return x
         return self._emit(call, spec, attrs, name, [x, y])
 
-    def _merge(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str,
-               scope: _Scope, operand_names: list[ast.Name]) -> Value | None:
+    def _merge(
+        self,
+        call: ast.LayerCall,
+        spec: LayerSpec,
+        attrs: dict | None,
+        name: str,
+        scope: _Scope,
+        operand_names: list[ast.Name],
+    ) -> Value | None:
         operands: list[Value] = []
         if call.branches is not None or call.body is not None:
             branches = call.branches if call.branches is not None else [call.body or []]
@@ -272,7 +296,9 @@ class Lowering:
             for n in operand_names:
                 if n.id not in scope.named:
                     hint = did_you_mean(n.id, list(scope.named))
-                    self.diags.error(f"{spec.name}: no input or branch named '{n.id}'{hint}", n.span)
+                    self.diags.error(
+                        f"{spec.name}: no input or branch named '{n.id}'{hint}", n.span
+                    )
                     return None
                 operands.append(scope.named[n.id])
         else:
@@ -282,8 +308,8 @@ class Lowering:
             want = "two" if spec.arity in (None, 2) else str(spec.arity)
             more = "" if spec.arity is not None else " or more"
             self.diags.error(
-                f"{spec.name} has {len(operands)} input{'s' if len(operands) != 1 else ''} to merge, "
-                f"needs {want}{more}",
+                f"{spec.name} has {len(operands)} input{'s' if len(operands) != 1 else ''} "
+                f"to merge, needs {want}{more}",
                 call.span,
             ).with_note(
                 f"write branches as {spec.name} {{ {{ ... }} {{ ... }} }} ({{ }} is the identity), "
@@ -292,8 +318,14 @@ class Lowering:
             return None
         return self._emit(call, spec, attrs, name, operands)
 
-    def _emit(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str,
-              operands: list[Value] | None) -> Value | None:
+    def _emit(
+        self,
+        call: ast.LayerCall,
+        spec: LayerSpec,
+        attrs: dict | None,
+        name: str,
+        operands: list[Value] | None,
+    ) -> Value | None:
         if attrs is None or operands is None or self.block is None:
             return None
         attrs = dict(attrs)
@@ -302,12 +334,15 @@ class Lowering:
             dev = _check_device(call.device.value)
             if dev is None:
                 self.diags.error(
-                    f"unknown device \"{call.device.value}\"; expected \"cpu\", \"cuda\", "
-                    "\"cuda:N\" or \"auto\"", call.device.span)
+                    f'unknown device "{call.device.value}"; expected "cpu", "cuda", '
+                    '"cuda:N" or "auto"',
+                    call.device.span,
+                )
             else:
                 attrs["device"] = dev
-        op = Op(spec.op_name, operands, [unranked()] * spec.results(attrs), attrs,
-                location=call.span)
+        op = Op(
+            spec.op_name, operands, [unranked()] * spec.results(attrs), attrs, location=call.span
+        )
         self.block.append(op)
         # A layer with several results (return_state) passes its first one on.
         return op.results[0]
@@ -319,11 +354,14 @@ class Lowering:
             if isinstance(explicit.value, ast.String) and explicit.value.value:
                 n = explicit.value.value
                 if not n.replace("_", "a").isalnum() or n[0].isdigit():
-                    self.diags.error(f"layer name \"{n}\" must be an identifier "
-                                     "(letters, digits, '_')", explicit.value.span)
+                    self.diags.error(
+                        f"layer name \"{n}\" must be an identifier (letters, digits, '_')",
+                        explicit.value.span,
+                    )
                 elif n in self.used_names:
-                    self.diags.error(f"layer name \"{n}\" is already used", explicit.value.span) \
-                        .with_note("first used here", self.used_names[n])
+                    self.diags.error(
+                        f'layer name "{n}" is already used', explicit.value.span
+                    ).with_note("first used here", self.used_names[n])
                 self.used_names[n] = call.span
                 return n
             self.diags.error("'name' must be a non-empty string", explicit.value.span)
@@ -336,8 +374,9 @@ class Lowering:
                 self.used_names[n] = call.span
                 return n
 
-    def _bind(self, call: ast.LayerCall, spec: LayerSpec, layer_name: str
-              ) -> tuple[dict[str, Any] | None, list[ast.Name]]:
+    def _bind(
+        self, call: ast.LayerCall, spec: LayerSpec, layer_name: str
+    ) -> tuple[dict[str, Any] | None, list[ast.Name]]:
         """Arguments -> canonical attributes (defaults filled), or None after an error."""
         ok = True
         given: dict[str, tuple[ast.Value, Location]] = {}
@@ -353,7 +392,9 @@ class Lowering:
                     f"{spec.name} takes at most {len(spec.positional)} positional argument"
                     f"{'s' if len(spec.positional) != 1 else ''}"
                     + (f" ({', '.join(spec.positional)})" if spec.positional else "")
-                    + f", got {len(args)}", _span(v))
+                    + f", got {len(args)}",
+                    _span(v),
+                )
                 ok = False
                 break
             given[spec.positional[i]] = (v, _span(v))
@@ -375,8 +416,9 @@ class Lowering:
         for p in spec.params:
             if p.name not in given:
                 if p.required:
-                    self.diags.error(f"{spec.name} is missing the required parameter '{p.name}'",
-                                     call.span)
+                    self.diags.error(
+                        f"{spec.name} is missing the required parameter '{p.name}'", call.span
+                    )
                     ok = False
                 else:
                     attrs[p.name] = _canon(p.default)
@@ -396,8 +438,9 @@ class Lowering:
                 ok = False
                 continue
             if isinstance(raw, CallValue):
-                self.diags.error(f"{spec.name}: '{p.name}' cannot be a call ({raw.name}(...))",
-                                 _span(node))
+                self.diags.error(
+                    f"{spec.name}: '{p.name}' cannot be a call ({raw.name}(...))", _span(node)
+                )
                 ok = False
                 continue
             try:
@@ -413,25 +456,28 @@ class Lowering:
                 ok = False
         return (attrs if ok else None), operand_names
 
-
-    def _bind_inner(self, node: ast.Value, outer: LayerSpec, p: Param,
-                    layer_name: str) -> dict | None:
+    def _bind_inner(
+        self, node: ast.Value, outer: LayerSpec, p: Param, layer_name: str
+    ) -> dict | None:
         """``TimeDistributed(Dense(64))``: bind the wrapped layer through the catalog."""
         if isinstance(node, ast.Name):
             node = ast.Call(node.id, [], [], node.span, node.span)
         if not isinstance(node, ast.Call):
-            self.diags.error(f"{outer.name}: '{p.name}' must be a layer, such as Dense(64)",
-                             _span(node))
+            self.diags.error(
+                f"{outer.name}: '{p.name}' must be a layer, such as Dense(64)", _span(node)
+            )
             return None
         spec = catalog.lookup(node.name)
         if spec is None:
             known = catalog.layer_names()
-            self.diags.error(f"unknown layer '{node.name}'{did_you_mean(node.name, known)}",
-                             node.name_span)
+            self.diags.error(
+                f"unknown layer '{node.name}'{did_you_mean(node.name, known)}", node.name_span
+            )
             return None
         if spec.kind != "layer" or spec.arity != 1 or spec.value_params():
-            self.diags.error(f"{outer.name} cannot wrap {spec.name}: it takes one input",
-                             node.name_span)
+            self.diags.error(
+                f"{outer.name} cannot wrap {spec.name}: it takes one input", node.name_span
+            )
             return None
         if any(k.name == "name" for k in node.kwargs):
             self.diags.error(f"name the {outer.name} layer, not the layer it wraps", node.span)
@@ -468,7 +514,8 @@ def _check_device(dev: str) -> str | None:
     return None
 
 
-def lower(file: ast.File, network: ast.Network, diags: DiagnosticEngine,
-          hparams: HParams) -> tuple[Module, NetworkInfo]:
+def lower(
+    file: ast.File, network: ast.Network, diags: DiagnosticEngine, hparams: HParams
+) -> tuple[Module, NetworkInfo]:
     """Lower one network of ``file`` to a graph-IR module (unranked result types)."""
     return Lowering(file, diags, hparams).lower_network(network)

@@ -67,8 +67,9 @@ def _loss(sec: ast.Section, cfg: TrainingConfig, hp: HParams) -> None:
     assert sec.value is not None
     parts = _call_parts(evaluate(sec.value, hp.resolver("loss")))
     if parts is None:
-        raise EvalError("loss must be a name or a string such as \"categorical_crossentropy\"",
-                        sec.value.span)
+        raise EvalError(
+            'loss must be a name or a string such as "categorical_crossentropy"', sec.value.span
+        )
     cfg.loss, cfg.loss_params = parts
 
 
@@ -77,7 +78,9 @@ def _optimizer(sec: ast.Section, cfg: TrainingConfig, diags: DiagnosticEngine, h
     node = sec.value
     parts = _call_parts(evaluate(node, hp.resolver("optimizer.learning_rate")))
     if parts is None:
-        raise EvalError("optimizer must be a name or a call such as Adam(learning_rate=1e-3)", node.span)
+        raise EvalError(
+            "optimizer must be a name or a call such as Adam(learning_rate=1e-3)", node.span
+        )
     name, params = parts
     canon = next((o for o in OPTIMIZERS if o.lower() == name.lower()), None)
     if canon is None:
@@ -87,8 +90,10 @@ def _optimizer(sec: ast.Section, cfg: TrainingConfig, diags: DiagnosticEngine, h
     if lr is not None:
         if isinstance(lr, CallValue):
             if lr.name not in SCHEDULES:
-                diags.error(f"unknown learning-rate schedule '{lr.name}'"
-                            f"{did_you_mean(lr.name, SCHEDULES)}", lr.span)
+                diags.error(
+                    f"unknown learning-rate schedule '{lr.name}'{did_you_mean(lr.name, SCHEDULES)}",
+                    lr.span,
+                )
         elif isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
             diags.error(f"learning_rate must be a positive number, got {lr!r}", node.span)
     cfg.optimizer, cfg.optimizer_params = canon, params
@@ -99,7 +104,7 @@ def _metrics(sec: ast.Section, cfg: TrainingConfig, hp: HParams) -> None:
     v = evaluate(sec.value, hp.resolver("metrics"))
     items = v if isinstance(v, (list, tuple)) else [v]
     if not all(isinstance(m, str) for m in items):
-        raise EvalError("metrics must be a list of names such as [\"accuracy\"]", sec.value.span)
+        raise EvalError('metrics must be a list of names such as ["accuracy"]', sec.value.span)
     cfg.metrics = list(items)
 
 
@@ -114,7 +119,9 @@ def _train(sec: ast.Section, cfg: TrainingConfig, diags: DiagnosticEngine, hp: H
         except EvalError as e:
             diags.error(e.message, e.span)
             continue
-        if kw.name in ("epochs", "batch_size") and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        if kw.name in ("epochs", "batch_size") and (
+            isinstance(v, bool) or not isinstance(v, int) or v < 1
+        ):
             diags.error(f"'{kw.name}' must be a positive integer, got {v!r}", kw.value.span)
             continue
         if kw.name == "validation_split" and (
@@ -133,20 +140,30 @@ def _execution(sec: ast.Section, cfg: TrainingConfig, diags: DiagnosticEngine, h
             diags.error(e.message, e.span)
             continue
         if kw.name == "device":
-            ok = isinstance(v, str) and (v.lower() in DEVICES or
-                                         (v.lower().startswith("cuda:") and v[5:].isdigit()))
+            ok = isinstance(v, str) and (
+                v.lower() in DEVICES or (v.lower().startswith("cuda:") and v[5:].isdigit())
+            )
             if not ok:
-                diags.error(f"unknown device {v!r}; expected \"auto\", \"cpu\", \"cuda\" or \"cuda:N\"",
-                            kw.value.span)
+                diags.error(
+                    f'unknown device {v!r}; expected "auto", "cpu", "cuda" or "cuda:N"',
+                    kw.value.span,
+                )
                 continue
             cfg.device = v.lower()
         elif kw.name == "precision":
             if not isinstance(v, str) or v.lower() not in PRECISIONS:
                 hint = did_you_mean(str(v), PRECISIONS)
-                diags.error(f"unknown precision {v!r}; expected one of "
-                            + ", ".join(f'"{p}"' for p in PRECISIONS) + hint, kw.value.span)
+                diags.error(
+                    f"unknown precision {v!r}; expected one of "
+                    + ", ".join(f'"{p}"' for p in PRECISIONS)
+                    + hint,
+                    kw.value.span,
+                )
                 continue
             cfg.precision = v.lower()
         else:
-            diags.warning(f"unknown execution setting '{kw.name}' is ignored"
-                          f"{did_you_mean(kw.name, ('device', 'precision'))}", kw.span)
+            diags.warning(
+                f"unknown execution setting '{kw.name}' is ignored"
+                f"{did_you_mean(kw.name, ('device', 'precision'))}",
+                kw.span,
+            )

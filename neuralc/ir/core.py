@@ -69,7 +69,9 @@ class OpResult(Value):
         return self.op
 
 
-Attribute = Any  # int | float | str | bool | None | list[Attribute] | dict[str, Attribute] | TensorType
+Attribute = (
+    Any  # int | float | str | bool | None | list[Attribute] | dict[str, Attribute] | TensorType
+)
 
 
 class Op:
@@ -155,7 +157,9 @@ class Op:
 
 class Block:
     def __init__(self, arg_types: list[TensorType] | tuple[TensorType, ...] = ()):
-        self.args: list[BlockArgument] = [BlockArgument(t, self, i) for i, t in enumerate(arg_types)]
+        self.args: list[BlockArgument] = [
+            BlockArgument(t, self, i) for i, t in enumerate(arg_types)
+        ]
         self.ops: list[Op] = []
         self.parent: Region | None = None
 
@@ -233,12 +237,16 @@ class Module:
             yield from op.walk()
 
 
-def func_op(name: str, arg_types: list[TensorType], arg_names: list[str], location: Location = UNKNOWN) -> Op:
+def func_op(
+    name: str, arg_types: list[TensorType], arg_names: list[str], location: Location = UNKNOWN
+) -> Op:
     """A ``func.func`` with one block whose arguments are the network inputs."""
     block = Block()
     for t, n in zip(arg_types, arg_names):
         block.add_arg(t, n)
-    op = Op("func.func", attributes={"sym_name": name}, regions=[Region([block])], location=location)
+    op = Op(
+        "func.func", attributes={"sym_name": name}, regions=[Region([block])], location=location
+    )
     return op
 
 

@@ -43,7 +43,9 @@ class PassManager:
             (self.dump_dir / "00-input.nir").write_text(print_module(module))
         for i, p in enumerate(self.passes, start=1):
             if _matches(self.print_before, p.name):
-                self.out.write(f"// -----// IR before {p.name} //----- //\n{print_module(module)}\n")
+                self.out.write(
+                    f"// -----// IR before {p.name} //----- //\n{print_module(module)}\n"
+                )
             t0 = time.perf_counter()
             p.run(module, ctx)
             self.timings.append((p.name, time.perf_counter() - t0))
@@ -63,11 +65,14 @@ class PassManager:
 
     def timing_report(self) -> str:
         total = sum(t for _, t in self.timings) or 1e-12
-        lines = ["===-------------------------------------------------------------------------===",
-                 "                         ... Pass execution timing report ...",
-                 "===-------------------------------------------------------------------------===",
-                 f"  Total Execution Time: {total:.4f} seconds", "",
-                 "   Wall Time (%)     Name"]
+        lines = [
+            "===-------------------------------------------------------------------------===",
+            "                         ... Pass execution timing report ...",
+            "===-------------------------------------------------------------------------===",
+            f"  Total Execution Time: {total:.4f} seconds",
+            "",
+            "   Wall Time (%)     Name",
+        ]
         for name, t in self.timings:
             lines.append(f"   {t:.4f} ({100 * t / total:5.1f}%)  {name}")
         lines.append(f"   {total:.4f} (100.0%)  Total")

@@ -37,8 +37,10 @@ def pass_names() -> list[str]:
 def get_pass(name: str) -> type[Pass]:
     _load()
     if name not in _PASSES:
-        raise KeyError(f"unknown pass '{name}'{did_you_mean(name, _PASSES)}; "
-                       f"known passes: {', '.join(sorted(_PASSES))}")
+        raise KeyError(
+            f"unknown pass '{name}'{did_you_mean(name, _PASSES)}; "
+            f"known passes: {', '.join(sorted(_PASSES))}"
+        )
     return _PASSES[name]
 
 

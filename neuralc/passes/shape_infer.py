@@ -75,7 +75,7 @@ class Unifier(ShapeContext):
 
 
 def describe_producer(v: Value) -> tuple[str, object]:
-    """"Dense at m.nr:11:5" style text for the op or input that produced ``v``."""
+    """ "Dense at m.nr:11:5" style text for the op or input that produced ``v``."""
     if isinstance(v, OpResult):
         spec = catalog.by_op(v.op.name)
         kind = spec.name if spec else v.op.name
@@ -116,8 +116,10 @@ def infer_func(func: Op, unifier: Unifier, diags: DiagnosticEngine) -> None:
             failed.update(id(r) for r in op.results)
             continue
         if len(types) != len(op.results):
-            diags.error(f"{op.name}: shape rule gave {len(types)} types for {len(op.results)} results",
-                        op.location)
+            diags.error(
+                f"{op.name}: shape rule gave {len(types)} types for {len(op.results)} results",
+                op.location,
+            )
             failed.update(id(r) for r in op.results)
             continue
         for r, t in zip(op.results, types):

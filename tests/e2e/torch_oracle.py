@@ -8,7 +8,7 @@ PyTorch's on the same weights. It shares no numerics with neuralc's numpy refere
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

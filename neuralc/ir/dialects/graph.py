@@ -34,7 +34,9 @@ class LayerOpDef(OpDef):
         if self.spec.value_params() and self.spec.arity is not None:
             refs = sum(1 for p in self.spec.value_params() if op.attributes.get(p.name) is not None)
             if len(op.operands) != self.spec.arity + refs:
-                errs.append(f"{op.name} needs {self.spec.arity + refs} operands, has {len(op.operands)}")
+                errs.append(
+                    f"{op.name} needs {self.spec.arity + refs} operands, has {len(op.operands)}"
+                )
         if self.spec.num_results is not None:
             try:
                 want = self.spec.results(op.attributes)
