@@ -117,7 +117,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
 def cmd_layers(args: argparse.Namespace) -> int:
     from neuralc.docs import layer_reference, layer_summary
 
-    print(layer_reference() if args.markdown else layer_summary())
+    sys.stdout.write(layer_reference() if args.markdown else layer_summary() + "\n")
     return 0
 
 
