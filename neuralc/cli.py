@@ -21,9 +21,8 @@ from neuralc.diagnostics import CompileError, render_all
 
 EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
 
-# Targets the compiler knows of; only the ones in AVAILABLE_TARGETS are built so far.
+# Targets the compiler knows of; neuralc.backends.registry says which are built.
 ALL_TARGETS = ("auto", "reference", "cpu", "cuda", "tensorrt", "onnx", "pytorch", "keras")
-AVAILABLE_TARGETS = ("auto", "reference")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,6 +69,18 @@ def _ir_debug(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors) to compile in")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at most 26)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"),
+                   help="numeric precision of the artifact (default fp32)")
+    p.add_argument("--keep-io-fp32", action="store_true",
+                   help="with --precision fp16: keep float32 inputs and outputs")
+    p.add_argument("--hpo", action="store_true",
+                   help="pytorch target: add an Optuna search over the model's HPO values")
+
+
 def build_parser() -> dict[str, argparse.ArgumentParser]:
     compile_p = _Parser(
         prog="neuralc",
@@ -87,9 +98,10 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         "--target",
         default="auto",
         choices=ALL_TARGETS,
-        help="backend; only 'reference' (the interpreter) is built so far",
+        help="backend (default auto: the graph IR for the reference)",
     )
     compile_p.add_argument("-o", "--output", metavar="FILE", help="write the result here")
+    _backend_options(compile_p)
     _opt_level(compile_p)
     _common(compile_p)
     _ir_debug(compile_p)
@@ -122,7 +134,11 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         "--save-weights", metavar="FILE", help="save the weights used (.safetensors)"
     )
     run_p.add_argument("--seed", type=int, default=0, help="seed of initial weights and --random")
-    run_p.add_argument("--target", default="reference", choices=ALL_TARGETS)
+    run_p.add_argument("--target", default="reference", choices=ALL_TARGETS,
+                       help="where to run: reference (default), or a runnable backend (onnx)")
+    run_p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    run_p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"))
+    run_p.add_argument("--keep-io-fp32", action="store_true")
     run_p.add_argument("-o", "--output", metavar="FILE", help="save the output (.npy)")
     _opt_level(run_p)
     _common(run_p)
@@ -146,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = argv[1:]
     args = parsers[cmd].parse_args(argv[1:] if cmd != "compile" else argv)
     from neuralc import commands
+    from neuralc.backends.base import BackendError, BackendUnavailable
     from neuralc.driver import UsageError
 
     try:
@@ -157,6 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"neuralc: error: {e}\n")
         return EXIT_MODEL
     except UsageError as e:
+        sys.stderr.write(f"neuralc: error: {e}\n")
+        return EXIT_USAGE
+    except BackendError as e:
+        sys.stderr.write(render_all(e.diagnostics) + "\n")
+        return EXIT_MODEL
+    except BackendUnavailable as e:
         sys.stderr.write(f"neuralc: error: {e}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

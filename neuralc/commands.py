@@ -57,14 +57,37 @@ def _compile(args: argparse.Namespace, pm: PassManager | None = None) -> Compile
     return model
 
 
-def _check_target(target: str) -> None:
-    from neuralc.cli import AVAILABLE_TARGETS
+def _backend(target: str):
+    """The backend for ``target``; a usage error naming the built ones if it is absent."""
+    from neuralc.backends.registry import built_targets, get_backend
 
-    if target not in AVAILABLE_TARGETS:
-        raise UsageError(
-            f"target '{target}' is not built yet; available: "
-            f"{', '.join(AVAILABLE_TARGETS)} (see the README's status section)"
-        )
+    backend = get_backend(target)
+    if backend is None:
+        built = ", ".join(["reference", *built_targets()])
+        raise UsageError(f"target '{target}' is not built yet; built targets: {built} "
+                         "(see the README's status section)")
+    backend.check_available()
+    return backend
+
+
+def _weights_for(model: CompiledModel, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    from neuralc.runtime.weights import WeightsError, init_weights, load_weights
+
+    try:
+        if getattr(args, "weights", None):
+            return load_weights(args.weights, model.module)
+        return init_weights(model.module, seed=getattr(args, "seed", 0))
+    except WeightsError as e:
+        raise DataError(str(e)) from None
+
+
+def _options(args: argparse.Namespace):
+    from neuralc.backends.base import BackendOptions
+
+    if not 7 <= args.opset <= 26:
+        raise UsageError(f"--opset must be between 7 and 26, got {args.opset}")
+    return BackendOptions(opset=args.opset, precision=args.precision,
+                          keep_io_fp32=args.keep_io_fp32, hpo=getattr(args, "hpo", False))
 
 
 def _write(text: str, output: str | None) -> None:
@@ -80,9 +103,24 @@ def _write(text: str, output: str | None) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     from neuralc.ir.printer import print_module
 
-    _check_target(args.target)
+    if args.target in ("auto", "reference"):
+        model = _compile(args, _pass_manager(args, pipeline(args.opt)))
+        _write(print_module(model.module) + "\n", args.output)
+        return 0
+    backend = _backend(args.target)
+    options = _options(args)
     model = _compile(args, _pass_manager(args, pipeline(args.opt)))
-    _write(print_module(model.module) + "\n", args.output)
+    artifact = backend.emit(model, _weights_for(model, args), options)
+    if args.output is None and backend.extension == ".py":
+        sys.stdout.write(artifact.data.decode())
+        return 0
+    out = args.output or Path(args.model).with_suffix(backend.extension).name
+    try:
+        written = artifact.write(out)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror}") from None
+    for p in written:
+        print(f"wrote {p}")
     return 0
 
 
@@ -188,10 +226,12 @@ def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.nd
 def cmd_run(args: argparse.Namespace) -> int:
     from neuralc.runtime.interpreter import run_module
     from neuralc.runtime.signature import InputError
-    from neuralc.runtime.weights import WeightsError, init_weights, load_weights, save_weights
+    from neuralc.runtime.weights import save_weights
 
     target = "reference" if args.target == "auto" else args.target
-    _check_target(target)
+    backend = None if target == "reference" else _backend(target)
+    if backend is not None and not backend.runnable:
+        raise UsageError(f"target '{target}' writes source code; run it with its own tools")
     if args.random and args.input:
         raise UsageError("give either --input or --random, not both")
     model = _compile(args)
@@ -201,18 +241,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         inputs = _parse_inputs(args, model.info.input_names)
     else:
         raise UsageError("give the model's input with --input FILE.npy (or --random)")
-    try:
-        weights = (
-            load_weights(args.weights, model.module)
-            if args.weights
-            else init_weights(model.module, seed=args.seed)
-        )
-    except WeightsError as e:
-        raise DataError(str(e)) from None
+    weights = _weights_for(model, args)
     if args.save_weights:
         save_weights(args.save_weights, weights)
     try:
-        outputs = run_module(model.module, inputs, weights)
+        if backend is None:
+            outputs = run_module(model.module, inputs, weights)
+        else:
+            exe = backend.load(backend.emit(model, weights, _options(args)), model)
+            outputs = exe(inputs)
     except InputError as e:
         raise DataError(str(e)) from None
     for i, y in enumerate(outputs):
