@@ -1,18 +1,30 @@
 """Op definitions: what an op name means, declared once per op kind by its dialect.
 
 The generic :class:`~neuralc.ir.core.Op` holds data; an :class:`OpDef` answers questions about
-it (verification, shape inference, and later fusion kind and precision policy). Passes ask the
-op's definition, so adding an op never edits a pass.
+it: verification, shape inference, its fusion kind (TVM's classes), its precision policy and
+its reference semantics. Passes ask the op's definition, so adding an op never edits a pass.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from neuralc.ir.core import Op
     from neuralc.ir.types import TensorType
     from neuralc.layers.catalog import ShapeContext
+
+# How an op may join a fused kernel (TVM's rule set): elementwise ops fuse with anything;
+# broadcast and injective ops (reshape, transpose, slice, concat) fuse into their consumers;
+# reductions fuse an elementwise prologue and epilogue; output-fusible ops (matmul, conv) take
+# an elementwise epilogue; opaque ops stay alone.
+FusionKind = Literal["elementwise", "broadcast", "injective", "reduction", "output_fusible",
+                     "opaque", "none"]
+# Mixed precision: "low" runs in fp16/bf16 (with fp32 accumulation), "follow" takes the
+# precision of its inputs, "never" stays fp32 (softmax, normalisation, exp/log, reductions).
+PrecisionPolicy = Literal["low", "follow", "never"]
 
 
 class OpDef:
@@ -21,6 +33,8 @@ class OpDef:
     num_operands: ClassVar[int | None] = None
     num_results: ClassVar[int | None] = 1
     num_regions: ClassVar[int] = 0
+    fusion_kind: ClassVar[FusionKind] = "opaque"
+    precision: ClassVar[PrecisionPolicy] = "never"
 
     def verify(self, op: Op) -> list[str]:
         """Structural problems of ``op`` beyond counts (attribute types and values)."""
@@ -29,6 +43,10 @@ class OpDef:
     def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
         """Result types from operand types; raise ShapeError when they do not fit."""
         raise NotImplementedError(f"{self.name} has no shape inference")
+
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: Any) -> list[np.ndarray]:
+        """Reference semantics in numpy; ``ctx`` gives symbol sizes and weights."""
+        raise NotImplementedError(f"{self.name} has no reference semantics")
 
 
 _REGISTRY: dict[str, OpDef] = {}
@@ -60,4 +78,4 @@ def _load_dialects() -> None:
     if _dialects_loaded:
         return
     _dialects_loaded = True
-    from neuralc.ir.dialects import builtin, graph  # noqa: F401  (they register their ops)
+    from neuralc.ir.dialects import builtin, graph, tensor  # noqa: F401  (they register ops)

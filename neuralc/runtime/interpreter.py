@@ -13,12 +13,14 @@ result that aliases an input (an identity or a reshape) is copied, so results ar
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from neuralc.ir.core import Module, Op, Value, func_body
 from neuralc.ir.dims import evaluate
+from neuralc.ir.opdef import OpDef, lookup_op
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.runtime.signature import bind_inputs, numpy_dtype, select_func
 from neuralc.runtime.weights import layer_spec, op_weights
@@ -78,11 +80,16 @@ class Interpreter:
                env: dict[str, int]) -> list[np.ndarray]:
         """One op's outputs from its input arrays; binds result symbols new to ``env``."""
         spec = layer_spec(op)
-        if spec is None:
-            raise NotExecutableError(f"{_describe(op)} cannot be run by the reference "
-                                     "interpreter: no layer catalog entry implements it")
-        layer_weights = self._weights_for(op, weights)
-        outputs = spec.reference(op.attributes, [_readonly(a) for a in inputs], layer_weights)
+        if spec is not None:
+            layer_weights = self._weights_for(op, weights)
+            outputs = spec.reference(op.attributes, [_readonly(a) for a in inputs], layer_weights)
+        else:
+            # Tensor-level ops carry their semantics on their op definition.
+            opdef = lookup_op(op.name)
+            if opdef is None or type(opdef).evaluate is OpDef.evaluate:
+                raise NotExecutableError(f"{_describe(op)} cannot be run by the reference "
+                                         "interpreter: no layer or op definition implements it")
+            outputs = opdef.evaluate(op, [_readonly(a) for a in inputs], _EvalContext(env, weights))
         # A result that is (a view of) a read-only input is copied: results never alias.
         outputs = [o if o.flags.writeable else o.copy() for o in map(np.asarray, outputs)]
         if len(outputs) != len(op.results):
@@ -130,6 +137,14 @@ class Interpreter:
             if want != size:
                 raise InterpreterError(f"{where} has shape {shape_str(out.shape)}, but its type "
                                        f"says {shape_str(t.shape)} (dim {axis} = {want})")
+
+
+@dataclass
+class _EvalContext:
+    """Symbol sizes bound so far and the weights, for tensor ops' reference semantics."""
+
+    sizes: dict[str, int]
+    weights: Mapping[str, np.ndarray]
 
 
 def run_module(module: Module, inputs: Any, weights: Mapping[str, np.ndarray],
