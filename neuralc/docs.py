@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from neuralc.layers import catalog
 from neuralc.layers.activations import activation_defs
-from neuralc.layers.catalog import LayerSpec, Param
+from neuralc.layers.catalog import LayerSpec, Param, show_value
 
 
 def _default(p: Param) -> str:
     if p.required:
         return "required"
     d = p.default
-    if isinstance(d, str):
-        return f'"{d}"'
-    if d is None:
-        return "None"
-    if isinstance(d, bool):
-        return "true" if d else "false"
-    if isinstance(d, list):
-        return "(" + ", ".join(str(x) for x in d) + ")"
-    return str(d)
+    # A list default (strides, pool_size, axis) is written as a tuple in the DSL.
+    return show_value(tuple(d) if isinstance(d, list) else d)
 
 
 def _params(spec: LayerSpec) -> str:

@@ -78,4 +78,4 @@ def _load_dialects() -> None:
     if _dialects_loaded:
         return
     _dialects_loaded = True
-    from neuralc.ir.dialects import builtin, graph, tensor  # noqa: F401  (they register ops)
+    from neuralc.ir.dialects import builtin, graph, kernel, tensor  # noqa: F401 (register ops)

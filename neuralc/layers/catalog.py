@@ -60,7 +60,11 @@ class ParamType:
         return ParamError(f"'{pname}' must be {want}, got {_show(value)}")
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A parameter value as the DSL writes it: ``"same"``, ``true``, ``None``, ``(1, 1)``.
+
+    Used in error messages here and for the defaults in the layer reference (``docs.py``).
+    """
     if isinstance(value, str):
         return f'"{value}"'
     if value is None:
@@ -68,9 +72,12 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        inner = ", ".join(_show(v) for v in value)
+        inner = ", ".join(show_value(v) for v in value)
         return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
     return repr(value)
+
+
+_show = show_value
 
 
 def _is_int(v: Any) -> bool:
@@ -413,6 +420,8 @@ class LayerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     # Number of results for given attributes (e.g. LSTM with return_state); default one.
     num_results: Callable[[dict], int] | None = None
+    # Lowering to tensor ops: (TensorBuilder, attrs, operand values) -> result values.
+    lower: Callable[[Any, dict, list[Any]], list[Any]] | None = None
 
     def __post_init__(self) -> None:
         if not self.keras_name:

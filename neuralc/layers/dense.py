@@ -42,6 +42,13 @@ def _reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> l
     return [apply_activation(attrs["activation"], y.astype(xs[0].dtype))]
 
 
+def _lower(b, attrs: dict, xs: list) -> list:
+    y = b.op("tensor.matmul", [xs[0], b.weight("weight")], {"transpose_b": True})
+    if attrs["use_bias"]:
+        y = b.binary("add", y, b.weight("bias"))
+    return [b.activation(attrs["activation"], y)]
+
+
 def _flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     assert ins[0].shape is not None
     rows = 1
@@ -60,7 +67,7 @@ def _params(default_activation: str) -> tuple[Param, ...]:
 
 DENSE = register(LayerSpec(
     name="Dense", params=_params("linear"), positional=("units", "activation"),
-    shape=_shape, reference=_reference, weights=_weights, flops=_flops,
+    shape=_shape, reference=_reference, weights=_weights, flops=_flops, lower=_lower,
     aliases=("Linear",),
     doc="Fully connected layer over the last axis: activation(x @ weight.T + bias).",
     example='Dense(128, "relu")',
@@ -68,7 +75,7 @@ DENSE = register(LayerSpec(
 
 OUTPUT = register(LayerSpec(
     name="Output", params=_params("softmax"), positional=("units", "activation"),
-    shape=_shape, reference=_reference, weights=_weights, flops=_flops,
+    shape=_shape, reference=_reference, weights=_weights, flops=_flops, lower=_lower,
     doc="A Dense layer whose default activation is softmax; names count as 'output'.",
     example="Output(10)",
 ))

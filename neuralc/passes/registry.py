@@ -10,7 +10,11 @@ from neuralc.passes.base import Pass
 _PASSES: dict[str, type[Pass]] = {}
 
 # Each module registers its pass on import.
-_PASS_MODULES = ("neuralc.passes.shape_infer", "neuralc.passes.verify")
+_PASS_MODULES = (
+    "neuralc.passes.shape_infer",
+    "neuralc.passes.verify",
+    "neuralc.passes.lower_to_tensor",
+)
 _loaded = False
 
 

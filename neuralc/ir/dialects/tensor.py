@@ -150,6 +150,7 @@ _MATH: dict[str, Any] = {
     "ceil": np.ceil,
     "erf": np.frompyfunc(math.erf, 1, 1),
 }
+_NOT_ELEMENTWISE = {"softmax", "log_softmax"}
 # Ops whose results lose accuracy in fp16/bf16: they stay fp32 under mixed precision.
 _NEVER_LOW = {
     "exp",
@@ -177,6 +178,8 @@ class UnaryOp(TensorOpDef):
 
     def verify(self, op: Op) -> list[str]:
         fn = op.attributes.get("fn")
+        if fn in _NOT_ELEMENTWISE:
+            return [f"{fn} is not elementwise; lower it to reductions (TensorBuilder.activation)"]
         if fn not in _MATH and fn not in activation_names():
             return [f"unknown function {fn!r}"]
         return []
