@@ -14,6 +14,9 @@ _PASS_MODULES = (
     "neuralc.passes.shape_infer",
     "neuralc.passes.verify",
     "neuralc.passes.lower_to_tensor",
+    "neuralc.passes.dce",
+    "neuralc.passes.cse",
+    "neuralc.passes.canonicalize",
 )
 _loaded = False
 

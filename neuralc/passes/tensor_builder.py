@@ -71,7 +71,8 @@ class TensorBuilder:
         if name in ("softmax", "log_softmax"):
             shifted = self.binary("sub", x, self.reduce("max", x, [axis], True))
             if name == "log_softmax":
-                lse = self.unary("log", self.reduce("sum", self.unary("exp", shifted), [axis], True))
+                total = self.reduce("sum", self.unary("exp", shifted), [axis], True)
+                lse = self.unary("log", total)
                 return self.binary("sub", shifted, lse)
             e = self.unary("exp", shifted)
             return self.binary("div", e, self.reduce("sum", e, [axis], True))

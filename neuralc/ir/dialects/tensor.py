@@ -95,6 +95,31 @@ def broadcast_shapes(
     return tuple(out)
 
 
+def fill_value(v: Any) -> float | None:
+    """The value of a ``tensor.constant {value = c}`` fill, or None for anything else."""
+    owner = getattr(v, "op", None)
+    if owner is not None and owner.name == "tensor.constant" and "value" in owner.attributes:
+        return float(owner.attributes["value"])
+    return None
+
+
+def _replace_with(op: Op, value: Any, rewriter: Any) -> bool:
+    """Replace ``op``'s single result by ``value`` when the types agree."""
+    if value.type != op.results[0].type:
+        return False
+    rewriter.replace_op(op, [value])
+    return True
+
+
+def _fold_to_fill(op: Op, value: float, rewriter: Any) -> bool:
+    t = op.results[0].type
+    const = Op("tensor.constant", [], [t], {"value": value}, location=op.location)
+    assert op.parent is not None
+    op.parent.insert_before(op, const)
+    rewriter.replace_op(op, [const.result])
+    return True
+
+
 class TensorOpDef(OpDef):
     """Common base: tensor ops keep the element type of their first operand unless told."""
 
@@ -187,6 +212,16 @@ class UnaryOp(TensorOpDef):
     def policy(self, op: Op) -> PrecisionPolicy:
         return "never" if op.attributes.get("fn") in _NEVER_LOW else "follow"
 
+    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+        fn = op.attributes["fn"]
+        if fn in ("linear", "identity", "none"):
+            return _replace_with(op, op.operands[0], rewriter)
+        c = fill_value(op.operands[0])
+        if c is not None and op.results[0].type.dtype == "f32":
+            y = self.evaluate(op, [np.array(c, np.float32)], None)[0]
+            return _fold_to_fill(op, float(y), rewriter)
+        return False
+
     def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
         return [op.operands[0].type.with_shape(_ranked(op))]
 
@@ -223,6 +258,22 @@ class BinaryOp(TensorOpDef):
     def fusion(self, op: Op) -> FusionKind:
         a, b = (v.type.shape for v in op.operands)
         return "elementwise" if a == b else "broadcast"
+
+    # x + 0, x - 0, x * 1, x / 1 (when the result keeps x's type); c1 op c2 folds.
+    _RIGHT_IDENTITY: ClassVar[dict[str, float]] = {"add": 0.0, "sub": 0.0, "mul": 1.0, "div": 1.0}
+
+    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+        fn = op.attributes["fn"]
+        a, b = op.operands
+        ca, cb = fill_value(a), fill_value(b)
+        if ca is not None and cb is not None and op.results[0].type.dtype == "f32":
+            y = self.evaluate(op, [np.array(ca, np.float32), np.array(cb, np.float32)], None)[0]
+            return _fold_to_fill(op, float(y), rewriter)
+        if cb is not None and self._RIGHT_IDENTITY.get(fn) == cb:
+            return _replace_with(op, a, rewriter)
+        if ca is not None and fn in ("add", "mul") and self._RIGHT_IDENTITY[fn] == ca:
+            return _replace_with(op, b, rewriter)
+        return False
 
     def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
         shape = broadcast_shapes([_ranked(op, 0), _ranked(op, 1)], ctx, op.name)
@@ -272,6 +323,10 @@ class CastOp(TensorOpDef):
 
     def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
         return [TensorType(_ranked(op), op.attributes["to"])]
+
+    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+        # A cast to the type a value already has does nothing.
+        return _replace_with(op, op.operands[0], rewriter)
 
     def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         to = op.attributes["to"]
@@ -467,6 +522,16 @@ class ReshapeOp(TensorOpDef):
     def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [args[0].reshape(concrete(op.results[0].type, ctx))]
 
+    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+        x = op.operands[0]
+        if _replace_with(op, x, rewriter):
+            return True
+        inner = getattr(x, "op", None)
+        if inner is not None and inner.name == "tensor.reshape":
+            op.set_operand(0, inner.operands[0])  # reshape(reshape(y)) == reshape(y)
+            return True
+        return False
+
 
 class TransposeOp(TensorOpDef):
     name = "tensor.transpose"
@@ -489,6 +554,18 @@ class TransposeOp(TensorOpDef):
     def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.transpose(args[0], op.attributes["perm"])]
 
+    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+        perm = op.attributes["perm"]
+        if perm == list(range(len(perm))):
+            return _replace_with(op, op.operands[0], rewriter)
+        inner = getattr(op.operands[0], "op", None)
+        if inner is not None and inner.name == "tensor.transpose":
+            # transpose(transpose(y, p), q) == transpose(y, p[q])
+            op.attributes["perm"] = [inner.attributes["perm"][i] for i in perm]
+            op.set_operand(0, inner.operands[0])
+            return True
+        return False
+
 
 class BroadcastOp(TensorOpDef):
     """Broadcast to the result type's shape (numpy rules)."""
@@ -506,6 +583,9 @@ class BroadcastOp(TensorOpDef):
 
     def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.broadcast_to(args[0], concrete(op.results[0].type, ctx)).copy()]
+
+    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+        return _replace_with(op, op.operands[0], rewriter)
 
 
 class SliceOp(TensorOpDef):
