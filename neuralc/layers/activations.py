@@ -2,6 +2,8 @@
 
 Used by the ``activation=`` parameter of Dense, Conv and friends and by the ``Activation``
 layer. ``alpha`` is the one optional parameter (leaky_relu's negative slope, elu's alpha).
+Functions that are easy to get wrong in float32 (mish, log_softmax, hard_swish) compute in
+float64 and return the input's dtype, so the reference stays a faithful oracle.
 """
 
 from __future__ import annotations
@@ -40,6 +42,23 @@ def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(np.zeros_like(x), x)
 
 
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``x - logsumexp(x)`` in float64: stable for any range, unlike ``log(softmax(x))``."""
+    x64 = x.astype(np.float64)
+    z = x64 - np.max(x64, axis=axis, keepdims=True)
+    return (z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))).astype(x.dtype)
+
+
+def _hard_swish(x: np.ndarray, a: float | None) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    return (x64 * np.clip(x64 + 3.0, 0.0, 6.0) / 6.0).astype(x.dtype)
+
+
+def _mish(x: np.ndarray, a: float | None) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    return (x64 * np.tanh(_softplus(x64))).astype(x.dtype)
+
+
 SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
 
@@ -56,8 +75,8 @@ _DEFS: dict[str, ActivationDef] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def _define(name: str, fn: Callable[[np.ndarray, float | None], np.ndarray], alpha: float | None = None,
-            aliases: tuple[str, ...] = (), doc: str = "") -> None:
+def _define(name: str, fn: Callable[[np.ndarray, float | None], np.ndarray],
+            alpha: float | None = None, aliases: tuple[str, ...] = (), doc: str = "") -> None:
     _DEFS[name] = ActivationDef(name, fn, alpha, doc)
     _ALIASES[name] = name
     for a in aliases:
@@ -71,13 +90,17 @@ def _elu(x: np.ndarray, a: float | None) -> np.ndarray:
 
 _define("linear", lambda x, a: x, aliases=("none", "identity"), doc="x")
 _define("relu", lambda x, a: np.maximum(x, 0).astype(x.dtype), doc="max(x, 0)")
-_define("leaky_relu", lambda x, a: np.where(x >= 0, x, (0.2 if a is None else a) * x).astype(x.dtype),
+_define("leaky_relu",
+        lambda x, a: np.where(x >= 0, x, (0.2 if a is None else a) * x).astype(x.dtype),
         alpha=0.2, aliases=("leakyrelu",), doc="x if x >= 0 else alpha * x (alpha 0.2, as Keras)")
 _define("elu", _elu, alpha=1.0, doc="x if x > 0 else alpha * (exp(x) - 1)")
-_define("selu", lambda x, a: (SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))).astype(x.dtype),
+_define("selu",
+        lambda x, a: (SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0))))
+        .astype(x.dtype),
         doc="scale * elu(x, alpha) with the self-normalising constants")
 _define("gelu", _gelu, doc="exact x * Phi(x)")
-_define("swish", lambda x, a: (x * _sigmoid(x)).astype(x.dtype), aliases=("silu",), doc="x * sigmoid(x)")
+_define("swish", lambda x, a: (x * _sigmoid(x)).astype(x.dtype), aliases=("silu",),
+        doc="x * sigmoid(x)")
 _define("sigmoid", lambda x, a: _sigmoid(x), doc="1 / (1 + exp(-x))")
 _define("tanh", lambda x, a: np.tanh(x), doc="tanh(x)")
 _define("softmax", lambda x, a: softmax(x, -1).astype(x.dtype), doc="softmax over the last axis")
@@ -87,6 +110,11 @@ _define("relu6", lambda x, a: np.clip(x, 0, 6).astype(x.dtype), doc="min(max(x, 
 _define("hard_sigmoid", lambda x, a: (np.clip(x + 3.0, 0, 6) / 6.0).astype(x.dtype),
         aliases=("hardsigmoid",), doc="relu6(x + 3) / 6 (Keras 3)")
 _define("exponential", lambda x, a: np.exp(x), aliases=("exp",), doc="exp(x)")
+_define("hard_swish", _hard_swish, aliases=("hard_silu", "hardswish"),
+        doc="x * relu6(x + 3) / 6 (Keras 3's hard_silu, torch's hardswish)")
+_define("mish", _mish, doc="x * tanh(softplus(x))")
+_define("log_softmax", lambda x, a: log_softmax(x, -1), aliases=("logsoftmax",),
+        doc="log of softmax over the last axis, computed as x - logsumexp(x)")
 
 
 def canonical_activation(name: str) -> str | None:

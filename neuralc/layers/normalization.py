@@ -1,9 +1,17 @@
-"""BatchNormalization and LayerNormalization: Keras's parameters, PyTorch's weight names.
+"""Normalisation layers: Keras's parameters, PyTorch's weight names.
 
 BatchNormalization runs with its running statistics (inference semantics); its weights are
 ``torch.nn.BatchNorm*d``'s state_dict entries, ``num_batches_tracked`` included, so a PyTorch
 checkpoint loads unchanged. Keras's ``momentum`` (weight of the old running value) is kept as
 Keras means it; a training backend converts it (PyTorch's momentum is ``1 - momentum``).
+
+LayerNormalization, GroupNormalization, InstanceNormalization and RMSNormalization use the
+statistics of each sample (the same at training and inference), with ``weight``/``bias`` laid
+out as ``torch.nn.LayerNorm``/``GroupNorm``/``InstanceNorm*d(affine=True)``/``RMSNorm``.
+InstanceNormalization is not built into Keras; it follows PyTorch's semantics (per sample and
+channel, no running statistics) with the Keras family's epsilon 1e-3, which makes it exactly
+``GroupNormalization(groups=-1)`` as in tensorflow_addons; pass ``epsilon=1e-5`` to reproduce a
+PyTorch model.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from neuralc.layers.catalog import (
     Bool,
     Float,
     Init,
+    Int,
     LayerSpec,
     Param,
+    ParamError,
     ShapeContext,
     ShapeError,
     WeightSpec,
@@ -135,6 +145,8 @@ def _ln_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[Ten
 def _ln_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
     assert ins[0].shape is not None
     axes = _ln_axes(attrs, ins[0])
+    if not (attrs["scale"] or attrs["center"]):
+        return {}  # without an affine, the normalised axes may stay symbolic
     shape = tuple(static_dim(ins[0].shape[a], "LayerNormalization", f"size of axis {a}")
                   for a in axes)
     w: dict[str, WeightSpec] = {}
@@ -179,4 +191,229 @@ LAYER_NORMALIZATION = register(LayerSpec(
     aliases=("LayerNorm",),
     doc="Normalises each sample over the given axes, then scales and shifts per element.",
     example="LayerNormalization(epsilon=1e-6)",
+))
+
+
+# -- shared by the per-sample normalisations ------------------------------------------------------
+
+
+def _affine_weights(attrs: dict, c: int) -> dict[str, WeightSpec]:
+    """Per-channel ``weight`` (ones) and ``bias`` (zeros), as torch's affine norms."""
+    w: dict[str, WeightSpec] = {}
+    if attrs["scale"]:
+        w["weight"] = WeightSpec((c,), ONES)
+    if attrs["center"]:
+        w["bias"] = WeightSpec((c,), ZEROS)
+    return w
+
+
+def _affine(y: np.ndarray, attrs: dict, w: dict[str, np.ndarray], axes: list[int]) -> np.ndarray:
+    if attrs["scale"]:
+        y = y * _broadcast(w["weight"], y.ndim, axes)
+    if attrs["center"]:
+        y = y + _broadcast(w["bias"], y.ndim, axes)
+    return y
+
+
+def _norm_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
+    """Mean, variance, normalise and affine: about eight operations per element."""
+    assert ins[0].shape is not None
+    return 8 * per_sample(ins[0].shape)
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+# -- GroupNormalization ----------------------------------------------------------------------------
+
+
+def _gn_check(attrs: dict) -> None:
+    if attrs["groups"] == 0 or attrs["groups"] < -1:
+        raise ParamError(f"'groups' must be a positive integer or -1 (one group per channel), "
+                         f"got {attrs['groups']}")
+
+
+def _gn_layout(attrs: dict, t: TensorType) -> tuple[int, int, int]:
+    """(channel axis, channels, groups); the channel count must be static and divisible."""
+    shape = _ranked(t, "GroupNormalization")
+    axis = normalize_axis(attrs["axis"], len(shape), "GroupNormalization")
+    c = shape[axis]
+    if not isinstance(c, int):
+        raise ShapeError(
+            f"GroupNormalization needs a fixed number of channels (axis {axis}) to form groups, "
+            f"got the symbolic dim '{c}'",
+            "give the channel axis a number in the input shape",
+        )
+    groups = c if attrs["groups"] == -1 else attrs["groups"]
+    if c % groups != 0:
+        raise ShapeError(
+            f"GroupNormalization groups={groups} must divide the number of channels {c} "
+            f"(input {shape_str(shape)})",
+            "choose groups among the divisors of "
+            f"{c}: {', '.join(str(d) for d in _divisors(c))}",
+        )
+    return axis, c, groups
+
+
+def _gn_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    _gn_layout(attrs, ins[0])
+    return [ins[0]]
+
+
+def _gn_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
+    _, c, _ = _gn_layout(attrs, ins[0])
+    return _affine_weights(attrs, c)
+
+
+def _gn_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Statistics over each group of channels and every other non-batch axis, per sample."""
+    x = xs[0]
+    axis = normalize_axis(attrs["axis"], x.ndim, "GroupNormalization")
+    c = x.shape[axis]
+    groups = c if attrs["groups"] == -1 else attrs["groups"]
+    xc = np.moveaxis(x.astype(np.float64), axis, 1)  # (N, C, ...)
+    g = xc.reshape(x.shape[0], groups, -1)
+    mean = g.mean(axis=2, keepdims=True)
+    var = ((g - mean) ** 2).mean(axis=2, keepdims=True)
+    y = np.moveaxis(((g - mean) / np.sqrt(var + attrs["epsilon"])).reshape(xc.shape), 1, axis)
+    return [_affine(y, attrs, w, [axis]).astype(x.dtype)]
+
+
+GROUP_NORMALIZATION = register(LayerSpec(
+    name="GroupNormalization",
+    params=(
+        Param("groups", Int(), 32, aliases=("num_groups",),
+              doc="number of channel groups; must divide the channels (-1: one per channel)"),
+        Param("axis", Axis(), -1, doc="the channel axis (-1: channels-last)"),
+        Param("epsilon", Float(0.0, min_open=True), 1e-3, aliases=("eps",),
+              doc="added to the variance"),
+        Param("center", Bool(), True, doc="learn an offset (bias)"),
+        Param("scale", Bool(), True, doc="learn a scale (weight)"),
+    ),
+    positional=("groups", "axis", "epsilon", "center", "scale"),
+    shape=_gn_shape, reference=_gn_reference, weights=_gn_weights, flops=_norm_flops,
+    check=_gn_check, aliases=("GroupNorm",),
+    doc="Normalises each group of channels of each sample, then scales and shifts per channel.",
+    example="GroupNormalization(groups=8)",
+))
+
+
+# -- InstanceNormalization ----------------------------------------------------------------------
+
+
+def _in_axis(attrs: dict, t: TensorType) -> int:
+    assert t.shape is not None
+    if len(t.shape) < 3:
+        raise ShapeError(
+            "InstanceNormalization expects input (batch, ..., channels) with at least one "
+            f"spatial or time axis, got {shape_str(t.shape)}",
+            "to normalise a vector of features use LayerNormalization",
+        )
+    return normalize_axis(attrs["axis"], len(t.shape), "InstanceNormalization")
+
+
+def _in_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    _in_axis(attrs, ins[0])
+    return [ins[0]]
+
+
+def _in_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
+    assert ins[0].shape is not None
+    axis = _in_axis(attrs, ins[0])
+    if not (attrs["scale"] or attrs["center"]):
+        return {}
+    c = static_dim(ins[0].shape[axis], "InstanceNormalization", f"number of channels (axis {axis})")
+    return _affine_weights(attrs, c)
+
+
+def _in_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Statistics over every axis but the batch and the channels, per sample and channel."""
+    x = xs[0]
+    axis = normalize_axis(attrs["axis"], x.ndim, "InstanceNormalization")
+    red = tuple(a for a in range(1, x.ndim) if a != axis)
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=red, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=red, keepdims=True)
+    y = (x64 - mean) / np.sqrt(var + attrs["epsilon"])
+    return [_affine(y, attrs, w, [axis]).astype(x.dtype)]
+
+
+INSTANCE_NORMALIZATION = register(LayerSpec(
+    name="InstanceNormalization",
+    params=(
+        Param("axis", Axis(), -1, doc="the channel axis (-1: channels-last)"),
+        Param("epsilon", Float(0.0, min_open=True), 1e-3, aliases=("eps",),
+              doc="added to the variance (Keras family 1e-3; PyTorch's default is 1e-5)"),
+        Param("center", Bool(), True, doc="learn an offset (bias)"),
+        Param("scale", Bool(), True, doc="learn a scale (weight)"),
+    ),
+    positional=("axis", "epsilon", "center", "scale"),
+    shape=_in_shape, reference=_in_reference, weights=_in_weights, flops=_norm_flops,
+    aliases=("InstanceNorm",),
+    doc="Normalises each channel of each sample over its spatial axes, then scales and shifts.",
+    example="InstanceNormalization(epsilon=1e-5)",
+))
+
+
+# -- RMSNormalization ------------------------------------------------------------------------------
+
+
+def _rms_axes(attrs: dict, t: TensorType) -> list[int]:
+    shape = _ranked(t, "RMSNormalization")
+    axes = [normalize_axis(a, len(shape), "RMSNormalization") for a in attrs["axis"]]
+    if len(set(axes)) != len(axes):
+        raise ShapeError(
+            f"RMSNormalization axis {attrs['axis']} names the same axis twice "
+            f"for an input of rank {len(shape)}"
+        )
+    return sorted(axes)
+
+
+def _rms_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    _rms_axes(attrs, ins[0])
+    return [ins[0]]
+
+
+def _rms_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
+    assert ins[0].shape is not None
+    axes = _rms_axes(attrs, ins[0])
+    if not attrs["scale"]:
+        return {}
+    shape = tuple(static_dim(ins[0].shape[a], "RMSNormalization", f"size of axis {a}")
+                  for a in axes)
+    return {"weight": WeightSpec(shape, ONES)}
+
+
+def _rms_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
+                   ) -> list[np.ndarray]:
+    x = xs[0]
+    axes = sorted(normalize_axis(a, x.ndim, "RMSNormalization") for a in attrs["axis"])
+    x64 = x.astype(np.float64)
+    y = x64 / np.sqrt((x64 ** 2).mean(axis=tuple(axes), keepdims=True) + attrs["epsilon"])
+    if attrs["scale"]:
+        y = y * _broadcast(w["weight"], x.ndim, axes)
+    return [y.astype(x.dtype)]
+
+
+def _rms_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
+    """Square, mean, divide and scale: about four operations per element."""
+    assert ins[0].shape is not None
+    return 4 * per_sample(ins[0].shape)
+
+
+RMS_NORMALIZATION = register(LayerSpec(
+    name="RMSNormalization",
+    params=(
+        Param("axis", Axes(), [-1], doc="axis or list of axes normalised together"),
+        Param("epsilon", Float(0.0, min_open=True), 1e-6, aliases=("eps",),
+              doc="added to the mean square (Keras 3's default 1e-6)"),
+        Param("scale", Bool(), True, aliases=("elementwise_affine",),
+              doc="learn a scale (weight) per normalised element"),
+    ),
+    positional=("axis", "epsilon"),
+    shape=_rms_shape, reference=_rms_reference, weights=_rms_weights, flops=_rms_flops,
+    aliases=("RMSNorm",),
+    doc="Divides each sample by its root mean square over the given axes, then scales.",
+    example="RMSNormalization(epsilon=1e-5)",
 ))

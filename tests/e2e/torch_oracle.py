@@ -34,6 +34,9 @@ def act(name: str, x: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
         "relu6": F.relu6,
         "hard_sigmoid": F.hardsigmoid,
         "exponential": torch.exp,
+        "hard_swish": F.hardswish,
+        "mish": F.mish,
+        "log_softmax": lambda t: F.log_softmax(t, dim=-1),
     }
     return table[name](x)
 

@@ -183,6 +183,9 @@ TORCH_ACT: dict[str, Callable[[torch.Tensor, float | None], torch.Tensor]] = {
     "relu6": lambda t, a: F.relu6(t),
     "hard_sigmoid": lambda t, a: F.relu6(t + 3.0) / 6.0,
     "exponential": lambda t, a: torch.exp(t),
+    "hard_swish": lambda t, a: F.hardswish(t),
+    "mish": lambda t, a: F.mish(t),
+    "log_softmax": lambda t, a: F.log_softmax(t, dim=-1),
 }
 
 
