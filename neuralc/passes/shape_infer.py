@@ -124,6 +124,16 @@ def infer_func(func: Op, unifier: Unifier, diags: DiagnosticEngine) -> None:
             continue
         for r, t in zip(op.results, types):
             r.type = t
+        spec = catalog.by_op(op.name)
+        if spec is not None:
+            # Weight shapes depend on input shapes (a Dense on a symbolic feature axis has no
+            # size for its weight): report that here, at the layer, not when weights are made.
+            try:
+                spec.weights(op.attributes, [v.type for v in op.operands])
+            except ShapeError as e:
+                d = diags.error(e.message, op.location)
+                if e.hint:
+                    d.with_note(e.hint)
     for a in body.args:
         a.type = unifier.resolve_type(a.type)
     for op in body.ops:

@@ -251,3 +251,14 @@ network N {
 }
 """)
     assert "outside its range 8..16" in out
+
+
+def test_weight_needing_a_fixed_size_is_a_compile_error():
+    out = errors_of("""\
+network N {
+  input: (seq, feat)
+  layers:
+    Dense(4)
+}
+""")
+    assert "m.nr:4:5: error: Dense needs a fixed number of input features to size its weights, got the symbolic dim 'feat'" in out
