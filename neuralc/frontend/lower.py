@@ -62,6 +62,8 @@ class Lowering:
         self.used_names: dict[str, Location] = {}
         self.block: Block | None = None
         self.value_origin: dict[int, tuple[str, Location]] = {}
+        # Values that a layer reads through a ValueRef parameter (an attention memory).
+        self.consumed: set[int] = set()
 
     # -- entry -------------------------------------------------------------------------
     def lower_network(self, net: ast.Network) -> tuple[Module, NetworkInfo]:
@@ -82,6 +84,8 @@ class Lowering:
         scope = _Scope(current, named)
         out = self._items(net.layers, scope)
         if out is None and not self.diags.has_errors():
+            out = self._sole_branch(scope, block)
+        if out is None and not self.diags.has_errors():
             if not net.layers:
                 loc = net.layers_span or net.span
                 self.diags.error(f"network '{net.name}' has no layers", loc)
@@ -99,6 +103,19 @@ class Lowering:
             net.name, [a.name_hint or "" for a in block.args], training, self.hparams
         )
         return module, info
+
+    def _sole_branch(self, scope: _Scope, block: Block) -> Value | None:
+        """The output of a several-input network that ends in named branches, none merged.
+
+        A branch that a layer reads through a value parameter (``TransformerDecoder(memory=src)``)
+        is merged into that layer. When that leaves exactly one branch, some value parameter
+        read a branch or input, and every input is used, that branch is the network's output
+        (an encoder-decoder: ``src: { ... }  tgt: { ... TransformerDecoder(memory=src) ... }``).
+        """
+        left = [n for n in scope.pending if id(scope.named[n]) not in self.consumed]
+        if len(left) == 1 and self.consumed and all(a.users() for a in block.args):
+            return scope.named[left[0]]
+        return None
 
     # -- inputs and dims ---------------------------------------------------------------
     def _dims(self, net: ast.Network) -> dict[str, list[int | None]]:
@@ -240,6 +257,7 @@ class Lowering:
                 )
                 return None
             out.append(scope.named[ref])
+        self.consumed.update(id(v) for v in out)
         return out
 
     def _require_current(self, call: ast.LayerCall, spec: LayerSpec, scope: _Scope) -> Value | None:

@@ -1,0 +1,268 @@
+"""TransformerEncoder and TransformerDecoder: PyTorch's transformer layers, batch first.
+
+Their semantics and weight names are exactly ``torch.nn.TransformerEncoderLayer`` and
+``torch.nn.TransformerDecoderLayer`` with ``batch_first=True`` in eval mode, so a state_dict of
+either loads as it is: ``self_attn.in_proj_weight`` ``(3 * d_model, d_model)`` (query, key and
+value projections stacked), ``self_attn.in_proj_bias``, ``self_attn.out_proj.weight/bias``,
+``linear1`` ``(ff_dim, d_model)``, ``linear2`` ``(d_model, ff_dim)``, ``norm1``, ``norm2`` (and
+for the decoder ``multihead_attn.*`` and ``norm3``). ``d_model`` is the input's last dim and must
+be static and divisible by ``num_heads``. Post-norm by default (``norm_first=false``:
+``x = norm(x + sublayer(x))``), pre-norm with ``norm_first=true`` (``x = x + sublayer(norm(x))``),
+as in PyTorch. Dropout is the identity at inference.
+
+The decoder's self-attention is causal by default (PyTorch's ``tgt_mask`` =
+``generate_square_subsequent_mask`` with ``tgt_is_causal=True``, and Keras-hub's decoder
+default); its cross-attention reads ``memory``, a network input or named branch whose last dim
+must equal ``d_model`` (PyTorch's ``kdim = vdim = d_model``), unmasked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neuralc.ir.dims import Dim
+from neuralc.ir.types import TensorType, shape_str
+from neuralc.layers.activations import apply_activation
+from neuralc.layers.attention import (
+    layer_norm,
+    linear,
+    mha_flops,
+    multi_head,
+    sequence_shape,
+    unify_batch,
+    xavier_bound,
+)
+from neuralc.layers.catalog import (
+    RATE,
+    REQUIRED,
+    Bool,
+    Choice,
+    Float,
+    Int,
+    LayerSpec,
+    Param,
+    ShapeContext,
+    ShapeError,
+    ValueRef,
+    WeightSpec,
+    register,
+)
+from neuralc.layers.common import ONES, ZEROS, bias_bound, kaiming_uniform_bound, static_dim
+
+ENC = "TransformerEncoder"
+DEC = "TransformerDecoder"
+
+
+def _d_model(attrs: dict, t: TensorType, layer: str) -> tuple[tuple[Dim, ...], int]:
+    """The input's shape and its static width, divisible by num_heads."""
+    shape = sequence_shape(t, layer)
+    d = static_dim(shape[2], layer, "model width (d_model, the input's last dim)")
+    h = attrs["num_heads"]
+    if d % h:
+        divisors = [k for k in range(1, d + 1) if d % k == 0 and k <= 16]
+        raise ShapeError(
+            f"{layer} needs d_model (the input's last dim, {d}) divisible by num_heads={h}",
+            f"use num_heads in {', '.join(map(str, divisors))}, or project the input to a "
+            f"multiple of {h} with Dense first",
+        )
+    return shape, d
+
+
+def _memory_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext | None,
+                  d: int) -> tuple[Dim, ...]:
+    what = f"memory '{attrs['memory']}'"
+    m = sequence_shape(ins[1], DEC, what)
+    if ctx is not None:
+        unify_batch(ctx, ins[0].shape[0], m[0], DEC, what)  # type: ignore[index]
+        try:
+            ctx.unify(m[2], d, f"{DEC} memory features")
+        except ShapeError:
+            raise ShapeError(
+                f"{DEC} needs memory vectors of d_model={d} features, got {what} "
+                f"{shape_str(m)}",
+                f"project the memory to {d} features with Dense({d}) in its branch",
+            ) from None
+    return m
+
+
+def _enc_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    _d_model(attrs, ins[0], ENC)
+    return [ins[0]]
+
+
+def _dec_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    shape, d = _d_model(attrs, ins[0], DEC)
+    _memory_shape(attrs, ins, ctx, d)
+    return [ins[0].with_shape((ctx.resolve(shape[0]), *shape[1:]))]
+
+
+def _attn_weights(prefix: str, d: int, use_bias: bool) -> dict[str, WeightSpec]:
+    """torch.nn.MultiheadAttention(d, h): packed in_proj (xavier), out_proj (bias zero)."""
+    w = {f"{prefix}.in_proj_weight": WeightSpec((3 * d, d), xavier_bound(d, 3 * d))}
+    if use_bias:
+        w[f"{prefix}.in_proj_bias"] = WeightSpec((3 * d,), ZEROS)
+    w[f"{prefix}.out_proj.weight"] = WeightSpec((d, d), kaiming_uniform_bound(d))
+    if use_bias:
+        w[f"{prefix}.out_proj.bias"] = WeightSpec((d,), ZEROS)
+    return w
+
+
+def _ff_norm_weights(d: int, ff: int, norms: int, use_bias: bool) -> dict[str, WeightSpec]:
+    w: dict[str, WeightSpec] = {}
+    for name, out, fan_in in (("linear1", ff, d), ("linear2", d, ff)):
+        w[f"{name}.weight"] = WeightSpec((out, fan_in), kaiming_uniform_bound(fan_in))
+        if use_bias:
+            w[f"{name}.bias"] = WeightSpec((out,), bias_bound(fan_in))
+    for i in range(1, norms + 1):
+        w[f"norm{i}.weight"] = WeightSpec((d,), ONES)
+        if use_bias:
+            w[f"norm{i}.bias"] = WeightSpec((d,), ZEROS)
+    return w
+
+
+def _enc_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
+    _, d = _d_model(attrs, ins[0], ENC)
+    return {**_attn_weights("self_attn", d, attrs["use_bias"]),
+            **_ff_norm_weights(d, attrs["ff_dim"], 2, attrs["use_bias"])}
+
+
+def _dec_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
+    _, d = _d_model(attrs, ins[0], DEC)
+    return {**_attn_weights("self_attn", d, attrs["use_bias"]),
+            **_attn_weights("multihead_attn", d, attrs["use_bias"]),
+            **_ff_norm_weights(d, attrs["ff_dim"], 3, attrs["use_bias"])}
+
+
+# -- semantics (float64 inside) ------------------------------------------------------------------
+
+
+def _packed_attention(xq: np.ndarray, xkv: np.ndarray, w: dict[str, np.ndarray], prefix: str,
+                      heads: int, causal: bool) -> np.ndarray:
+    """torch.nn.MultiheadAttention's forward: split the packed in_proj into q, k, v."""
+    wq, wk, wv = np.split(w[f"{prefix}.in_proj_weight"], 3, axis=0)
+    b = w.get(f"{prefix}.in_proj_bias")
+    bq, bk, bv = np.split(b, 3) if b is not None else (None, None, None)
+    ws = {"wq": wq, "wk": wk, "wv": wv, "bq": bq, "bk": bk, "bv": bv,
+          "wo": w[f"{prefix}.out_proj.weight"], "bo": w.get(f"{prefix}.out_proj.bias")}
+    return multi_head(xq, xkv, ws, heads, causal)
+
+
+def _norm(attrs: dict, x: np.ndarray, w: dict[str, np.ndarray], i: int) -> np.ndarray:
+    return layer_norm(x, w[f"norm{i}.weight"], w.get(f"norm{i}.bias"), attrs["epsilon"])
+
+
+def _feed_forward(attrs: dict, x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
+    h = apply_activation(attrs["activation"], linear(x, w["linear1.weight"], w.get("linear1.bias")))
+    return linear(h, w["linear2.weight"], w.get("linear2.bias"))
+
+
+def _enc_reference(attrs: dict, xs: list[np.ndarray],
+                   w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    x = xs[0].astype(np.float64)
+    h = attrs["num_heads"]
+
+    def sa(t: np.ndarray) -> np.ndarray:
+        return _packed_attention(t, t, w, "self_attn", h, attrs["causal"])
+
+    if attrs["norm_first"]:
+        x = x + sa(_norm(attrs, x, w, 1))
+        x = x + _feed_forward(attrs, _norm(attrs, x, w, 2), w)
+    else:
+        x = _norm(attrs, x + sa(x), w, 1)
+        x = _norm(attrs, x + _feed_forward(attrs, x, w), w, 2)
+    return [x.astype(np.float32)]
+
+
+def _dec_reference(attrs: dict, xs: list[np.ndarray],
+                   w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    x = xs[0].astype(np.float64)
+    mem = xs[1].astype(np.float64)
+    h = attrs["num_heads"]
+
+    def sa(t: np.ndarray) -> np.ndarray:
+        return _packed_attention(t, t, w, "self_attn", h, attrs["causal"])
+
+    def ca(t: np.ndarray) -> np.ndarray:
+        return _packed_attention(t, mem, w, "multihead_attn", h, False)
+
+    if attrs["norm_first"]:
+        x = x + sa(_norm(attrs, x, w, 1))
+        x = x + ca(_norm(attrs, x, w, 2))
+        x = x + _feed_forward(attrs, _norm(attrs, x, w, 3), w)
+    else:
+        x = _norm(attrs, x + sa(x), w, 1)
+        x = _norm(attrs, x + ca(x), w, 2)
+        x = _norm(attrs, x + _feed_forward(attrs, x, w), w, 3)
+    return [x.astype(np.float32)]
+
+
+def _block_flops(t: Dim, d: int, ff: int) -> Dim:
+    """Feed-forward (two matmuls and the activation), a LayerNorm and residual add per sublayer."""
+    return 4 * t * d * ff + t * ff + 9 * t * d
+
+
+def _enc_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
+    shape, d = _d_model(attrs, ins[0], ENC)
+    h = attrs["num_heads"]
+    t = shape[1]
+    return mha_flops(t, t, d, d, h, d // h, d // h, d) + 9 * t * d + \
+        _block_flops(t, d, attrs["ff_dim"])
+
+
+def _dec_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
+    shape, d = _d_model(attrs, ins[0], DEC)
+    m = _memory_shape(attrs, ins, None, d)
+    h = attrs["num_heads"]
+    t = shape[1]
+    return (mha_flops(t, t, d, d, h, d // h, d // h, d) + 9 * t * d
+            + mha_flops(t, m[1], d, d, h, d // h, d // h, d) + 9 * t * d
+            + _block_flops(t, d, attrs["ff_dim"]))
+
+
+def _common_params(causal_default: bool, causal_aliases: tuple[str, ...]) -> tuple[Param, ...]:
+    return (
+        Param("dropout", RATE, 0.1, doc="dropout inside the block (identity at inference)"),
+        Param("activation", Choice(("relu", "gelu")), "relu",
+              doc="feed-forward activation (gelu is exact, as PyTorch's default)"),
+        Param("norm_first", Bool(), False, aliases=("normalize_first",),
+              doc="pre-norm (x + f(norm(x))) instead of post-norm (norm(x + f(x)))"),
+        Param("epsilon", Float(0.0, min_open=True), 1e-5,
+              aliases=("layer_norm_eps", "layer_norm_epsilon", "eps"),
+              doc="LayerNorm epsilon (PyTorch's default 1e-5)"),
+        Param("causal", Bool(), causal_default, aliases=causal_aliases,
+              doc="self-attention of position i sees only positions j <= i"),
+        Param("use_bias", Bool(), True, aliases=("bias",),
+              doc="biases in the linear layers and the LayerNorms (PyTorch's bias)"),
+    )
+
+
+_HEADS = Param("num_heads", Int(min=1), aliases=("nhead",),
+               doc="attention heads; must divide d_model")
+_FF = Param("ff_dim", Int(min=1), aliases=("dim_feedforward", "intermediate_dim"),
+            doc="width of the feed-forward layer")
+
+TRANSFORMER_ENCODER = register(LayerSpec(
+    name=ENC,
+    params=(_HEADS, _FF, *_common_params(False, ("is_causal",))),
+    positional=("num_heads", "ff_dim", "dropout", "activation"),
+    shape=_enc_shape, reference=_enc_reference, weights=_enc_weights, flops=_enc_flops,
+    aliases=("TransformerEncoderLayer",),
+    doc="torch.nn.TransformerEncoderLayer (batch_first): self-attention and feed-forward.",
+    example="TransformerEncoder(4, 128, activation=\"gelu\")",
+))
+
+TRANSFORMER_DECODER = register(LayerSpec(
+    name=DEC,
+    params=(
+        _HEADS, _FF,
+        Param("memory", ValueRef(), REQUIRED, aliases=("context",),
+              doc="network input or named branch to cross-attend to (the encoder output)"),
+        *_common_params(True, ("tgt_is_causal", "is_causal")),
+    ),
+    positional=("num_heads", "ff_dim", "memory", "dropout", "activation"),
+    shape=_dec_shape, reference=_dec_reference, weights=_dec_weights, flops=_dec_flops,
+    aliases=("TransformerDecoderLayer",),
+    doc="torch.nn.TransformerDecoderLayer (batch_first): causal self-attention, cross-attention "
+        "over memory, feed-forward.",
+    example="TransformerDecoder(4, 128, memory=encoded)",
+))
