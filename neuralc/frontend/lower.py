@@ -178,9 +178,22 @@ class Lowering:
         return types, names, locs
 
     def _integer_inputs(self, block: Block) -> None:
-        """An input consumed by Embedding carries integer indices (DSL.md section 3)."""
+        """An input consumed by Embedding carries integer indices (DSL.md section 3).
+
+        A wrapper counts by what it wraps: ``TimeDistributed(Embedding(...))`` takes indices too.
+        """
+        embedding = catalog.lookup("Embedding")
+
+        def takes_indices(op: Op) -> bool:
+            spec = catalog.by_op(op.name)
+            if spec is embedding:
+                return True
+            wrapped = [v for v in op.attributes.values()
+                       if isinstance(v, dict) and set(v) == {"layer", "params"}]
+            return any(catalog.lookup(w["layer"]) is embedding for w in wrapped)
+
         for a in block.args:
-            if any(catalog.by_op(u.name) is catalog.lookup("Embedding") for u in a.users()):
+            if any(takes_indices(u) for u in a.users()):
                 a.type = TensorType(a.type.shape, "i64")
 
     # -- layer lists -------------------------------------------------------------------

@@ -262,3 +262,16 @@ network N {
 }
 """)
     assert "m.nr:4:5: error: Dense needs a fixed number of input features to size its weights, got the symbolic dim 'feat'" in out
+
+
+def test_wrapped_embedding_input_is_integer():
+    m = compile_text("""
+        network N {
+          input: (steps, 5)
+          layers:
+            TimeDistributed(Embedding(50, 4))
+        }
+    """)
+    arg = func_body(m.module.funcs[0]).args[0]
+    assert str(arg.type) == "tensor<batch x steps x 5 x i64>"
+    assert str(ops(m)[0].result.type) == "tensor<batch x steps x 5 x 4 x f32>"
