@@ -34,7 +34,10 @@ def static_dim(d: Dim, layer: str, what: str) -> int:
 
 
 def kaiming_uniform_bound(fan_in: int) -> Init:
-    """PyTorch's default for Linear/Conv weights: kaiming_uniform(a=sqrt(5)) == U(+-1/sqrt(fan_in))."""
+    """PyTorch's default for Linear/Conv weights.
+
+    kaiming_uniform(a=sqrt(5)) is U(+-1/sqrt(fan_in)).
+    """
     return Init("uniform", 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0)
 
 
@@ -154,3 +157,54 @@ def require_spatial(t: TensorType, n: int, layer: str) -> tuple[Dim, ...]:
 def per_sample(shape: tuple[Dim, ...]) -> Dim:
     """Elements of one sample (every axis but the batch)."""
     return product(list(shape[1:]))
+
+
+# -- transposed convolution (Keras's output length and the crop that realises it) ------------
+
+
+def transpose_out_dim(d: Dim, k: int, stride: int, dilation: int, padding: str,
+                      output_padding: int | None) -> Dim:
+    """Output length of a Keras transposed convolution (``deconv_output_length``).
+
+    With ``output_padding=None``: ``valid`` gives ``d * stride + max(eff - stride, 0)`` and
+    ``same`` gives ``d * stride``. With an ``output_padding`` ``p``: ``valid`` gives
+    ``(d - 1) * stride + eff + p`` and ``same`` gives ``(d - 1) * stride + eff % 2 + p``
+    (Keras's ``eff - 2 * (eff // 2)``). Linear in ``d``, so symbolic dims stay exact.
+    """
+    eff = effective_window(k, dilation)
+    if output_padding is None:
+        if padding == "same":
+            return d * stride
+        return d * stride + max(eff - stride, 0)
+    if padding == "same":
+        return (d - 1) * stride + eff % 2 + output_padding
+    return (d - 1) * stride + eff + output_padding
+
+
+def transpose_crop(size: int, k: int, stride: int, dilation: int, out: int) -> int:
+    """Elements cropped from the start of the full transposed convolution to give ``out``.
+
+    The full result has ``(size - 1) * stride + eff`` elements; a transposed convolution is
+    the adjoint of the forward convolution from ``out`` elements back to ``size``, whose Keras
+    'same' padding puts the smaller half first, so the crop is ``max(full - out, 0) // 2``.
+    'valid' layers always give ``out >= full`` here, so their crop is 0. Positions past the
+    full result (``out > full - crop``) receive no contribution, only the bias.
+    """
+    full = (size - 1) * stride + effective_window(k, dilation)
+    return max(full - out, 0) // 2
+
+
+# -- adaptive pooling (PyTorch's window rule) ---------------------------------------------------
+
+
+def adaptive_bounds(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive windows: ``[floor(i * size / out), ceil((i + 1) * size / out))``."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+def adaptive_window_total(d: Dim, out: int) -> Dim:
+    """Sum of the lengths of the ``out`` adaptive windows over ``d`` elements (symbolic ok)."""
+    total: Dim = 0
+    for i in range(out):
+        total = total + ceildiv((i + 1) * d, out) - floordiv(i * d, out)
+    return total

@@ -3,6 +3,13 @@
 Windowed pooling shares the window arithmetic of the convolutions (``common.py``). With
 ``padding="same"``, max pooling pads with -inf and average pooling divides by the number of
 real (unpadded) elements in each window, as Keras does.
+
+Adaptive pooling (Keras 3's ``Adaptive{Average,Max}Pooling{1,2,3}D``, PyTorch's
+``AdaptiveAvgPool``/``AdaptiveMaxPool``) gives a fixed ``output_size`` for any input size with
+PyTorch's windows: output ``i`` of an axis of ``n`` elements pools
+``[floor(i * n / out), ceil((i + 1) * n / out))``, so windows may overlap by one element and an
+input smaller than ``output_size`` repeats elements. Both reductions are separable over the
+axes (a window is a product of intervals), which the reference uses.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import (
+    adaptive_bounds,
+    adaptive_window_total,
     check_window_fits,
     pad_spatial,
     per_sample,
@@ -141,4 +150,57 @@ for _n in (1, 2, 3):
             doc=f"{_mode.capitalize()} over all of {_DATA[_n]}, per channel: "
                 f"(batch, ..., channels) -> (batch, channels).",
             example=f"{_glayer}()" if _mode == "max" else f"{_glayer}(keepdims=true)",
+        ))
+
+
+# -- adaptive pooling --------------------------------------------------------------------------
+
+
+def _adaptive_shape(layer: str, n: int) -> ShapeRule:
+    def rule(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+        shape = require_spatial(ins[0], n, layer)
+        return [ins[0].with_shape((shape[0], *attrs["output_size"], shape[-1]))]
+
+    return rule
+
+
+def _adaptive_reference(fn: Callable[..., np.ndarray]) -> Reference:
+    def reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> list[np.ndarray]:
+        x = xs[0]
+        y = x.astype(np.float64)
+        for axis, out in enumerate(attrs["output_size"], start=1):
+            index = [slice(None)] * y.ndim
+            parts = []
+            for lo, hi in adaptive_bounds(y.shape[axis], out):
+                index[axis] = slice(lo, hi)
+                parts.append(fn(y[tuple(index)], axis=axis, keepdims=True))
+            y = np.concatenate(parts, axis=axis)
+        return [y.astype(x.dtype)]
+
+    return reference
+
+
+def _adaptive_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
+    """One comparison or addition per window element per output, windows from the input size."""
+    assert ins[0].shape is not None
+    totals = [adaptive_window_total(d, o) for d, o in zip(ins[0].shape[1:-1], attrs["output_size"])]
+    return product(totals) * ins[0].shape[-1]
+
+
+_ADAPTIVE_ALIAS = {"Max": "AdaptiveMaxPool", "Average": "AdaptiveAvgPool"}
+
+for _n in (1, 2, 3):
+    for _kind, _fn in (("Average", np.mean), ("Max", np.max)):
+        _alayer = f"Adaptive{_kind}Pooling{_n}D"
+        register(LayerSpec(
+            name=_alayer,
+            params=(Param("output_size", IntTuple(_n),
+                          doc="output size of each pooled axis; an int stands for all"),),
+            positional=("output_size",),
+            shape=_adaptive_shape(_alayer, _n), reference=_adaptive_reference(_fn),
+            flops=_adaptive_flops,
+            aliases=(f"{_ADAPTIVE_ALIAS[_kind]}{_n}D",),
+            doc=f"{_kind} over PyTorch's adaptive windows along {_DATA[_n]}, per channel, to a "
+                f"fixed output_size.",
+            example=f"{_alayer}((7, 7))" if _n == 2 else f"{_alayer}(4)",
         ))

@@ -1,16 +1,30 @@
-"""Flatten and Reshape: per-sample reshapes in row-major (channels-last) order, as Keras.
+"""Flatten, Reshape, Permute and RepeatVector: per-sample shape changes, as Keras.
 
-The batch axis is never touched. With symbolic dims, Reshape infers a ``-1`` only where the
-dim arithmetic proves the division exact, so an inferred size is never a silent floor.
+The batch axis is never touched. Flatten and Reshape work in row-major (channels-last) order.
+With symbolic dims, Reshape infers a ``-1`` only where the dim arithmetic proves the division
+exact, so an inferred size is never a silent floor. Permute's ``dims`` count the non-batch axes
+from 1, as Keras. RepeatVector turns ``(batch, features)`` into ``(batch, n, features)``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from neuralc.ir.dims import Dim, floordiv, product
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.catalog import LayerSpec, Param, Shape, ShapeContext, ShapeError, register
+from neuralc.layers.catalog import (
+    Int,
+    LayerSpec,
+    Param,
+    ParamType,
+    Shape,
+    ShapeContext,
+    ShapeError,
+    register,
+)
 from neuralc.layers.common import per_sample
 
 
@@ -92,4 +106,79 @@ RESHAPE = register(LayerSpec(
     shape=_reshape_shape, reference=_reshape_reference,
     doc="Reshapes each sample to target_shape in row-major order; the batch axis is kept.",
     example="Reshape((7, 7, 64))",
+))
+
+
+# -- Permute ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Permutation(ParamType):
+    """A permutation of ``1..n`` (Keras's Permute dims; 0 would be the batch axis)."""
+
+    def convert(self, value: Any, pname: str) -> list[int]:
+        if isinstance(value, (list, tuple)):
+            value = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+            if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value) \
+                    and sorted(value) == list(range(1, len(value) + 1)):
+                return list(value)
+        raise self._fail(pname, value, "a permutation of 1..n over the non-batch axes, "
+                                       "such as (2, 1)")
+
+
+def _permute_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    assert ins[0].shape is not None
+    shape, dims = ins[0].shape, attrs["dims"]
+    if len(shape) != len(dims) + 1:
+        want = ", ".join(f"d{i}" for i in range(1, len(dims) + 1))
+        raise ShapeError(
+            f"Permute({tuple(dims)}) expects input (batch, {want}), got {shape_str(shape)}",
+            f"give one index per non-batch axis ({len(shape) - 1} here), counting from 1",
+        )
+    return [ins[0].with_shape((shape[0], *(shape[i] for i in dims)))]
+
+
+def _permute_reference(attrs: dict, xs: list[np.ndarray],
+                       w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return [np.transpose(xs[0], (0, *attrs["dims"]))]
+
+
+PERMUTE = register(LayerSpec(
+    name="Permute",
+    params=(Param("dims", Permutation(),
+                  doc="new order of the non-batch axes, counted from 1"),),
+    positional=("dims",),
+    shape=_permute_shape, reference=_permute_reference,
+    doc="Reorders the non-batch axes: Permute((2, 1)) swaps steps and features.",
+    example="Permute((2, 1))",
+))
+
+
+# -- RepeatVector ----------------------------------------------------------------------------
+
+
+def _repeat_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+    assert ins[0].shape is not None
+    shape = ins[0].shape
+    if len(shape) != 2:
+        raise ShapeError(
+            f"RepeatVector expects input (batch, features), got {shape_str(shape)}",
+            "use Flatten() or a global pooling layer first to make each sample a vector",
+        )
+    return [ins[0].with_shape((shape[0], attrs["n"], shape[1]))]
+
+
+def _repeat_reference(attrs: dict, xs: list[np.ndarray],
+                      w: dict[str, np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    return [np.repeat(x[:, None, :], attrs["n"], axis=1)]
+
+
+REPEAT_VECTOR = register(LayerSpec(
+    name="RepeatVector",
+    params=(Param("n", Int(min=1), doc="number of repetitions"),),
+    positional=("n",),
+    shape=_repeat_shape, reference=_repeat_reference,
+    doc="Repeats each sample vector n times: (batch, features) -> (batch, n, features).",
+    example="RepeatVector(8)",
 ))
