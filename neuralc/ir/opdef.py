@@ -78,4 +78,13 @@ def _load_dialects() -> None:
     if _dialects_loaded:
         return
     _dialects_loaded = True
+    import importlib
+    import pkgutil
+
+    from neuralc.ir import dialects
     from neuralc.ir.dialects import builtin, graph, kernel, tensor  # noqa: F401 (register ops)
+
+    # The tensor dialect spans tensor.py and tensor_<family>.py files (ops a family needs).
+    for info in pkgutil.iter_modules(dialects.__path__):
+        if info.name.startswith("tensor_"):
+            importlib.import_module(f"neuralc.ir.dialects.{info.name}")

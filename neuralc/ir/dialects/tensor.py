@@ -589,7 +589,11 @@ class BroadcastOp(TensorOpDef):
 
 
 class SliceOp(TensorOpDef):
-    """``x[..., start:start + size, ...]`` on ``axis``; the size comes from the result type."""
+    """``x[..., start:start + size, ...]`` on ``axis``.
+
+    ``size`` is an int attribute, or absent: then the result type gives it (it may be
+    symbolic, e.g. the first ``seq`` rows of a positional table).
+    """
 
     name = "tensor.slice"
     num_operands = 1
@@ -598,14 +602,23 @@ class SliceOp(TensorOpDef):
     def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
         x = _ranked(op)
         ax = _axes([op.attributes["axis"]], len(x), op.name)[0]
-        size = op.attributes["size"]
+        if "size" in op.attributes:
+            size: Dim = op.attributes["size"]
+        else:
+            out = op.results[0].type.shape
+            if out is None:
+                raise ShapeError(f"{op.name} needs a 'size' or its result type written out")
+            size = out[ax]
         return [op.operands[0].type.with_shape(x[:ax] + (size,) + x[ax + 1 :])]
 
     def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
         ax = op.attributes["axis"] % x.ndim
         s = op.attributes["start"]
-        return [np.take(x, np.arange(s, s + op.attributes["size"]), axis=ax)]
+        size = op.attributes.get("size")
+        if size is None:
+            size = concrete(op.results[0].type, ctx)[ax]
+        return [np.take(x, np.arange(s, s + size), axis=ax)]
 
 
 class ConcatOp(TensorOpDef):
