@@ -111,7 +111,9 @@ class Int(ParamType):
             value = int(value)
         if not _is_int(value):
             raise self._fail(pname, value, self.describe())
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        too_low = self.min is not None and value < self.min
+        too_high = self.max is not None and value > self.max
+        if too_low or too_high:
             raise self._fail(pname, value, self.describe())
         return value
 
@@ -196,9 +198,9 @@ class IntTuple(ParamType):
         value = _integrals(value)
         if _is_int(value):
             value = [value] * self.n
-        if isinstance(value, (list, tuple)) and len(value) == self.n and all(_is_int(v) for v in value):
-            if all(v >= self.min for v in value):
-                return list(value)
+        ints = isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+        if ints and len(value) == self.n and all(v >= self.min for v in value):
+            return list(value)
         word = "positive" if self.min == 1 else "non-negative"
         want = f"a {word} integer or a tuple of {self.n} {word} integers"
         raise self._fail(pname, value, want)
@@ -307,7 +309,7 @@ class LayerArg(ParamType):
         return {"layer": spec.name, "params": value["params"]}
 
 
-def inner_layer(attr: dict) -> "tuple[LayerSpec, dict]":
+def inner_layer(attr: dict) -> tuple[LayerSpec, dict]:
     """The spec and attributes of a :class:`LayerArg` attribute."""
     spec = lookup(attr["layer"])
     assert spec is not None, attr
@@ -508,11 +510,7 @@ def load_all() -> None:
         return
     _loaded = True
     for mod in FAMILIES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
+        importlib.import_module(mod)
 
 
 def lookup(name: str) -> LayerSpec | None:
