@@ -420,10 +420,11 @@ class MatmulOp(TensorOpDef):
 
 
 class ConvOp(TensorOpDef):
-    """N-d convolution on channels-last input with a (out, in/groups, *k) weight.
+    """N-d convolution with a (out, in/groups, *k) weight.
 
     ``padding`` is "valid", "same" (Keras's split, resolved from the concrete size) or explicit
-    ``[[lo, hi], ...]`` per spatial axis.
+    ``[[lo, hi], ...]`` per spatial axis. ``layout`` is "nhwc" (channels-last, the default when
+    absent) or "nchw" (channels-first, chosen by the ``layout`` pass for targets that want it).
     """
 
     name = "tensor.conv"
@@ -447,10 +448,15 @@ class ConvOp(TensorOpDef):
             or (isinstance(p, list) and all(isinstance(q, list) and len(q) == 2 for q in p))
         ):
             errs.append('\'padding\' must be "valid", "same" or [[lo, hi], ...]')
+        if a.get("layout", "nhwc") not in ("nhwc", "nchw"):
+            errs.append("'layout' must be \"nhwc\" or \"nchw\"")
         return errs
 
     def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
         x, w = _ranked(op, 0), _ranked(op, 1)
+        first = op.attributes.get("layout", "nhwc") == "nchw"
+        if first:
+            x = (x[0], *x[2:], x[1])
         nd = len(x) - 2
         a = op.attributes
         if len(w) != nd + 2 or len(a["strides"]) != nd:
@@ -471,11 +477,19 @@ class ConvOp(TensorOpDef):
                 spatial.append(
                     window_out_dim(x[1 + i], k, a["strides"][i], a["dilation"][i], a["padding"])
                 )
-        return [op.operands[0].type.with_shape((x[0], *spatial, w[0]))]
+        out = (x[0], w[0], *spatial) if first else (x[0], *spatial, w[0])
+        return [op.operands[0].type.with_shape(out)]
 
     def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x, w = args
         a = op.attributes
+        if a.get("layout", "nhwc") == "nchw":
+            y = self._channels_last(np.moveaxis(x, 1, -1), w, a)
+            return [np.ascontiguousarray(np.moveaxis(y, -1, 1))]
+        return [self._channels_last(x, w, a)]
+
+    @staticmethod
+    def _channels_last(x: np.ndarray, w: np.ndarray, a: dict) -> np.ndarray:
         nd = x.ndim - 2
         k = list(w.shape[2:])
         if isinstance(a["padding"], list):
@@ -500,7 +514,7 @@ class ConvOp(TensorOpDef):
                     optimize=True,
                 )
             )
-        return [np.concatenate(outs, axis=-1).astype(x.dtype)]
+        return np.concatenate(outs, axis=-1).astype(x.dtype)
 
 
 # -- data movement ---------------------------------------------------------------------------
