@@ -502,7 +502,7 @@ class ConvOp(TensorOpDef):
         cin = x.shape[-1] // g
         cout = w.shape[0] // g
         outs = []
-        letters = "abcdefgh"[:nd]
+        letters = "defghi"[:nd]  # spatial axes; n, c and o name batch and channels
         for gi in range(g):
             wg = w[gi * cout : (gi + 1) * cout].astype(np.float32)
             xg = win[(Ellipsis, slice(gi * cin, (gi + 1) * cin), *([slice(None)] * nd))]
