@@ -138,8 +138,9 @@ def test_attention_matches_torch_sdpa(rng, causal):
     m = infer(text)
     assert result_type(m) == "tensor<batch x 2 x lq x 8 x f32>"
     q = rng.standard_normal((2, 2, 5, 8)).astype(np.float32)
-    k = rng.standard_normal((2, 2, 5, 8)).astype(np.float32)
-    v = rng.standard_normal((2, 2, 5, 8)).astype(np.float32)
+    # Different query and key lengths: the causal mask is top-left aligned, as torch's.
+    k = rng.standard_normal((2, 2, 7, 8)).astype(np.float32)
+    v = rng.standard_normal((2, 2, 7, 8)).astype(np.float32)
     (y,) = run_module(m, [q, k, v], {})
     ref = F.scaled_dot_product_attention(*(torch.from_numpy(a) for a in (q, k, v)), is_causal=causal)
     np.testing.assert_allclose(y, ref.numpy(), **TOL)

@@ -676,7 +676,8 @@ class GatherOp(TensorOpDef):
 class AttentionOp(TensorOpDef):
     """Scaled dot-product attention ``softmax(q k^T * scale + mask) v`` on (..., seq, d).
 
-    Kept whole so a backend can emit one fused kernel for it; ``causal`` masks the future.
+    Kept whole so a backend can emit one fused kernel for it; ``causal`` masks the future,
+    top-left aligned (query i sees keys j <= i) as torch's ``is_causal`` and Keras do.
     """
 
     name = "tensor.attention"
@@ -696,7 +697,8 @@ class AttentionOp(TensorOpDef):
         s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
         if op.attributes.get("causal", False):
             lq, lk = s.shape[-2], s.shape[-1]
-            s = np.where(np.tril(np.ones((lq, lk), bool), lk - lq), s, -np.inf)
+            # Top-left aligned, as torch's is_causal and Keras: query i sees keys j <= i.
+            s = np.where(np.tril(np.ones((lq, lk), bool)), s, -np.inf)
         s = s - s.max(axis=-1, keepdims=True)
         p = np.exp(s)
         p = p / p.sum(axis=-1, keepdims=True)
