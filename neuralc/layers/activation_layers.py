@@ -14,6 +14,8 @@ checkpoint loads unchanged and the weight count does not grow with the image siz
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from neuralc.ir.dims import Dim
@@ -36,6 +38,10 @@ from neuralc.layers.catalog import (
 )
 from neuralc.layers.common import normalize_axis, per_sample
 
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
+
 
 def _with_alpha() -> list[str]:
     return [d.name for d in activation_defs() if d.default_alpha is not None]
@@ -57,6 +63,11 @@ def _reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> l
     return [apply_activation(attrs["activation"], xs[0], attrs["alpha"])]
 
 
+def _lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """One elementwise ``tensor.unary`` (softmax and log_softmax: reductions + elementwise)."""
+    return [b.activation(attrs["activation"], xs[0], attrs["alpha"])]
+
+
 def _flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """One operation per element (none for linear)."""
     assert ins[0].shape is not None
@@ -71,7 +82,7 @@ ACTIVATION = register(LayerSpec(
               doc="negative slope of leaky_relu (default 0.2) or alpha of elu (default 1.0)"),
     ),
     positional=("activation", "alpha"),
-    shape=_shape, reference=_reference, flops=_flops, check=_check,
+    shape=_shape, reference=_reference, flops=_flops, check=_check, lower=_lower,
     doc="Applies an activation function elementwise (softmax: over the last axis).",
     example='Activation("leaky_relu", 0.1)',
 ))
@@ -103,6 +114,34 @@ def _relu_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [y.astype(x.dtype)]
 
 
+def _relu_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """The positive branch, the cap, and the slope branch, each only when its parameter asks.
+
+    Threshold 0 makes the positive branch ``relu`` (``relu6`` with the common cap 6); a
+    positive threshold needs ``select(x > threshold, x, 0)``, the strict test of Keras, which no
+    min/max identity reproduces at the jump. The slope branch is
+    ``negative_slope * min(x - threshold, 0)``, added.
+    """
+    x = xs[0]
+    dt = x.type.dtype
+    thr, slope, cap = attrs["threshold"], attrs["negative_slope"], attrs["max_value"]
+    if thr == 0.0 and cap == 6.0:
+        y = b.unary("relu6", x)
+    else:
+        if thr == 0.0:
+            y = b.unary("relu", x)
+        else:
+            above = b.op("tensor.compare", [x, b.scalar(thr, dt)], {"fn": "gt"})
+            y = b.op("tensor.select", [above, x, b.scalar(0.0, dt)])
+        if cap is not None:
+            y = b.binary("min", y, b.scalar(cap, dt))
+    if slope != 0.0:
+        shifted = b.binary("sub", x, b.scalar(thr, dt)) if thr != 0.0 else x
+        below = b.binary("min", shifted, b.scalar(0.0, dt))
+        y = b.binary("add", y, b.binary("mul", below, b.scalar(slope, dt)))
+    return [y]
+
+
 NON_NEGATIVE = Float(0.0)
 
 RELU = register(LayerSpec(
@@ -115,7 +154,7 @@ RELU = register(LayerSpec(
         Param("threshold", NON_NEGATIVE, 0.0, doc="inputs at or below it take the slope branch"),
     ),
     positional=("max_value", "negative_slope", "threshold"),
-    shape=_same_shape, reference=_relu_reference, flops=_one_per_element,
+    shape=_same_shape, reference=_relu_reference, flops=_one_per_element, lower=_relu_lower,
     doc="Keras's ReLU layer: x above the threshold capped at max_value, else a leaky slope.",
     example="ReLU(max_value=6.0)",
 ))
@@ -127,6 +166,11 @@ def _leaky_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [np.where(x >= 0, x, attrs["negative_slope"] * x.astype(np.float64)).astype(x.dtype)]
 
 
+def _leaky_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """The leaky_relu activation (``x >= 0 ? x : alpha * x``) with the layer's slope."""
+    return [b.unary("leaky_relu", xs[0], attrs["negative_slope"])]
+
+
 LEAKY_RELU = register(LayerSpec(
     name="LeakyReLU",
     params=(
@@ -134,7 +178,7 @@ LEAKY_RELU = register(LayerSpec(
               doc="slope for x < 0 (Keras's layer default 0.3; the function's is 0.2)"),
     ),
     positional=("negative_slope",),
-    shape=_same_shape, reference=_leaky_reference, flops=_one_per_element,
+    shape=_same_shape, reference=_leaky_reference, flops=_one_per_element, lower=_leaky_lower,
     doc="x if x >= 0 else negative_slope * x, with Keras's layer default slope 0.3.",
     example="LeakyReLU(0.1)",
 ))
@@ -145,11 +189,16 @@ def _elu_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [apply_activation("elu", xs[0], attrs["alpha"])]
 
 
+def _elu_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """The elu activation with the layer's alpha."""
+    return [b.unary("elu", xs[0], attrs["alpha"])]
+
+
 ELU = register(LayerSpec(
     name="ELU",
     params=(Param("alpha", Float(), 1.0, doc="scale of the negative branch alpha * (exp(x) - 1)"),),
     positional=("alpha",),
-    shape=_same_shape, reference=_elu_reference, flops=_one_per_element,
+    shape=_same_shape, reference=_elu_reference, flops=_one_per_element, lower=_elu_lower,
     doc="x if x > 0 else alpha * (exp(x) - 1).",
     example="ELU(alpha=0.5)",
 ))
@@ -186,6 +235,15 @@ def _softmax_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarra
     return [(e / np.sum(e, axis=axes, keepdims=True)).astype(x.dtype)]
 
 
+def _softmax_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """``exp(x - max) / sum(exp(x - max))`` with both reductions over all the axes jointly:
+    two reductions of one shape over the same axes, so the fusion pass makes one kernel."""
+    x = xs[0]
+    axes = _softmax_axes(attrs, x.type)
+    e = b.unary("exp", b.binary("sub", x, b.reduce("max", x, axes, True)))
+    return [b.binary("div", e, b.reduce("sum", e, axes, True))]
+
+
 def _softmax_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """Max, subtract-and-exp, sum, divide: four operations per element."""
     assert ins[0].shape is not None
@@ -198,6 +256,7 @@ SOFTMAX = register(LayerSpec(
                   doc="axis or axes normalised together (-1: the last)"),),
     positional=("axis",),
     shape=_softmax_shape, reference=_softmax_reference, flops=_softmax_flops,
+    lower=_softmax_lower,
     doc="exp(x) / sum(exp(x)) over the given axes (the last by default).",
     example="Softmax(axis=-1)",
 ))
@@ -249,6 +308,14 @@ def _prelu_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [np.where(x >= 0, x, slope * x.astype(np.float64)).astype(x.dtype)]
 
 
+def _prelu_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """``select(x >= 0, x, x * weight)``: the slope vector (C,) or (1,) broadcasts along the
+    last axis, and the test is the reference's ``x >= 0``."""
+    x = xs[0]
+    nonneg = b.op("tensor.compare", [x, b.scalar(0.0, x.type.dtype)], {"fn": "ge"})
+    return [b.op("tensor.select", [nonneg, x, b.binary("mul", x, b.weight("weight"))])]
+
+
 PRELU = register(LayerSpec(
     name="PReLU",
     params=(
@@ -258,7 +325,7 @@ PRELU = register(LayerSpec(
     ),
     positional=("num_parameters", "init"),
     shape=_prelu_shape, reference=_prelu_reference, weights=_prelu_weights,
-    flops=_one_per_element,
+    flops=_one_per_element, lower=_prelu_lower,
     doc="x if x >= 0 else weight * x, with a learned slope per channel as torch.nn.PReLU.",
     example="PReLU()",
 ))

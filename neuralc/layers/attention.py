@@ -19,12 +19,19 @@ query ``i`` see keys ``j <= i``, aligned at the top left as both Keras's ``use_c
 and ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)`` align it.
 
 The numpy helpers here (``multi_head``, ``layer_norm``, ``linear``, the FLOP counts) are shared
-with the transformer blocks in ``transformer.py``.
+with the transformer blocks in ``transformer.py``, and so are the lowering helpers
+(``lower_linear``, ``lower_heads_attention``, ...): projections lower to ``tensor.matmul`` plus
+a bias add, heads are split to (batch, heads, seq, head_dim) by reshape/transpose, and each
+attention is one ``tensor.attention`` (one fused kernel in a backend) except where a causal
+mask over two different lengths must keep the top-left alignment, which that op does not
+have (see :func:`lower_attention`). The sinusoidal table and causal masks use
+``tensor.iota``/``tensor.compare`` from ``neuralc/ir/dialects/tensor_attention.py``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +55,10 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import ONES, ZEROS, kaiming_uniform_bound, static_dim
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 FLOAT_TYPES = ("f32", "f16", "bf16", "f64")
 
@@ -156,6 +167,71 @@ def mha_flops(tq: Dim, tk: Dim, dq: Dim, dkv: Dim, heads: int, kd: int, vd: int,
     return proj + attention_flops(tq, tk, heads, kd, vd) + 2 * tq * heads * vd * dout
 
 
+# -- shared lowering to tensor ops ---------------------------------------------------------------
+
+
+def lower_linear(b: TensorBuilder, x: Value, weight: Value, bias: Value | None) -> Value:
+    """``x @ weight.T + bias``: a matmul (PyTorch's (out, in) layout) and a bias-add epilogue."""
+    y = b.op("tensor.matmul", [x, weight], {"transpose_b": True})
+    return y if bias is None else b.binary("add", y, bias)
+
+
+def lower_split_heads(b: TensorBuilder, x: Value, heads: int) -> Value:
+    """(N, T, H * d) -> (N, H, T, d), heads major as in :func:`_split_heads`."""
+    n, t, width = x.type.shape
+    return b.transpose(b.reshape(x, (n, t, heads, width // heads)), [0, 2, 1, 3])
+
+
+def lower_merge_heads(b: TensorBuilder, o: Value) -> Value:
+    """(N, H, T, d) -> (N, T, H * d), the inverse of :func:`lower_split_heads`."""
+    n, h, t, d = o.type.shape
+    return b.reshape(b.transpose(o, [0, 2, 1, 3]), (n, t, h * d))
+
+
+def lower_causal_mask(b: TensorBuilder, tq: Dim, tk: Dim) -> Value:
+    """An i1 (tq, tk) mask, true where query ``i`` may see key ``j``: ``j <= i`` (top left)."""
+    i = b.op("tensor.iota", [], {"axis": 0}, TensorType((tq, 1), "i32"))
+    j = b.op("tensor.iota", [], {"axis": 1}, TensorType((1, tk), "i32"))
+    return b.op("tensor.compare", [j, i], {"fn": "le"})
+
+
+def lower_softmax_attend(b: TensorBuilder, scores: Value, v: Value, causal: bool) -> Value:
+    """``softmax(scores [masked]) @ v`` for scores (..., tq, tk) built by the caller."""
+    if causal:
+        tq, tk = scores.type.shape[-2:]
+        scores = b.op("tensor.select", [lower_causal_mask(b, tq, tk), scores,
+                                        b.scalar(float("-inf"), scores.type.dtype)])
+    return b.op("tensor.matmul", [b.activation("softmax", scores), v])
+
+
+def lower_attention(b: TensorBuilder, q: Value, k: Value, v: Value, scale: float,
+                    causal: bool) -> Value:
+    """Scaled dot-product attention on (..., seq, d): one ``tensor.attention`` where it means the
+    layers' semantics, so a backend emits one fused kernel.
+
+    ``tensor.attention``'s causal mask is aligned at the bottom right (query ``i`` sees keys
+    ``j <= i + tk - tq``, FlashAttention's convention) while the layers align it at the top left
+    (``j <= i``, Keras and PyTorch's ``is_causal``); the two agree when query and key lengths
+    are one dim. Otherwise the scores are written out: matmul, scale, an iota/compare mask, the
+    softmax as reductions, matmul.
+    """
+    tq, tk = q.type.shape[-2], k.type.shape[-2]
+    if not causal or b.unifier.resolve(tq) == b.unifier.resolve(tk):
+        return b.op("tensor.attention", [q, k, v], {"causal": causal, "scale": scale})
+    scores = b.op("tensor.matmul", [q, k], {"transpose_b": True})
+    if scale != 1.0:
+        scores = b.binary("mul", scores, b.scalar(scale, scores.type.dtype))
+    return lower_softmax_attend(b, scores, v, causal)
+
+
+def lower_heads_attention(b: TensorBuilder, q: Value, k: Value, v: Value, heads: int,
+                          causal: bool) -> Value:
+    """Projected q, k, v (N, T, H * d) -> attention per head -> (N, Tq, H * dv), merged."""
+    qh, kh, vh = (lower_split_heads(b, t, heads) for t in (q, k, v))
+    scale = 1.0 / math.sqrt(qh.type.shape[-1])
+    return lower_merge_heads(b, lower_attention(b, qh, kh, vh, scale, causal))
+
+
 # -- MultiHeadAttention ------------------------------------------------------------------------
 
 MHA = "MultiHeadAttention"
@@ -216,6 +292,21 @@ def _mha_reference(attrs: dict, xs: list[np.ndarray],
     return [y.astype(np.float32)]
 
 
+def _mha_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Four projections (matmul + bias), heads split by reshape/transpose, one attention op."""
+    xq = xs[0]
+    xkv = xs[1] if len(xs) > 1 else xq
+
+    def proj(name: str, x: Value) -> Value:
+        weight = b.weight(f"{name}.weight")
+        bias = b.weight(f"{name}.bias") if attrs["use_bias"] else None
+        return lower_linear(b, x, weight, bias)
+
+    o = lower_heads_attention(b, proj("q_proj", xq), proj("k_proj", xkv), proj("v_proj", xkv),
+                              attrs["num_heads"], attrs["causal"])
+    return [proj("out_proj", o)]
+
+
 def _mha_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     q, kv = _mha_shapes(attrs, ins)
     h, kd, vd = _mha_dims(attrs)
@@ -244,6 +335,7 @@ MULTI_HEAD_ATTENTION = register(LayerSpec(
     ),
     positional=("num_heads", "key_dim", "value_dim", "dropout", "use_bias", "output_shape"),
     shape=_mha_shape, reference=_mha_reference, weights=_mha_weights, flops=_mha_flops,
+    lower=_mha_lower,
     doc="Multi-head scaled dot-product attention (Keras semantics; q/k/v/out_proj weights).",
     example="MultiHeadAttention(4, 16, context=memory)",
 ))
@@ -318,6 +410,27 @@ def _att_reference(attrs: dict, xs: list[np.ndarray],
     return [(softmax(scores, axis=-1) @ v).astype(np.float32)]
 
 
+def _att_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """dot: one attention op (scale 1; a learned scale multiplies the query, which scales the
+    scores alike). concat: the additive scores written out, softmax as reductions, matmul."""
+    q = xs[0]
+    v = xs[1] if len(xs) > 1 else q
+    k = xs[2] if len(xs) > 2 else v
+    scale = b.weight("scale") if attrs["use_scale"] else None
+    if attrs["score_mode"] == "dot":
+        if scale is not None:
+            q = b.binary("mul", q, scale)
+        return [lower_attention(b, q, k, v, 1.0, attrs["causal"])]
+    n, tq, d = q.type.shape
+    tk = k.type.shape[1]
+    pairs = b.binary("add", b.reshape(q, (n, tq, 1, d)), b.reshape(k, (n, 1, tk, d)))
+    if scale is not None:
+        pairs = b.binary("mul", pairs, scale)
+    scores = b.reduce("sum", b.unary("tanh", pairs), [-1], False)
+    scores = b.binary("mul", scores, b.weight("concat_score_weight"))
+    return [lower_softmax_attend(b, scores, v, attrs["causal"])]
+
+
 def _att_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     q, v, k = _att_shapes(attrs, ins)
     per_pair = 2 * q[2] + 2 * v[2] + 5
@@ -342,7 +455,7 @@ ATTENTION = register(LayerSpec(
     ),
     positional=("use_scale", "score_mode", "dropout"),
     shape=_att_shape, reference=_att_reference, weights=_att_weights, flops=_att_flops,
-    check=_att_check,
+    check=_att_check, lower=_att_lower,
     doc="Keras dot-product (Luong) attention of the input over value (and key); no projections.",
     example="Attention(value=memory)",
 ))
@@ -419,6 +532,41 @@ def _pe_reference(attrs: dict, xs: list[np.ndarray],
     return [(x.astype(np.float64) + table[None]).astype(np.float32)]
 
 
+def lower_sinusoid_table(b: TensorBuilder, length: Dim, d: Dim) -> Value:
+    """:func:`sinusoid_table` as f64 tensor ops on ``tensor.iota`` (no operands, so a constant
+    folder can make it a weight). f64 as the reference: in f32 the angle ``p * rate`` of a late
+    position is off by up to ~3e-5, and so is its sine."""
+    f = "f64"
+    pos = b.op("tensor.iota", [], {"axis": 0}, TensorType((length, 1), f))
+    ch = b.op("tensor.iota", [], {"axis": 1}, TensorType((1, d), f))
+    pair = b.binary("mul", b.unary("floor", b.binary("mul", ch, b.scalar(0.5, f))),
+                    b.scalar(2.0, f))  # 2 * (i // 2)
+    if isinstance(d, int):
+        width = b.scalar(d, f)
+    else:  # a symbolic width, read off the channel index
+        width = b.binary("add", b.reduce("max", ch, [1], True), b.scalar(1.0, f))
+    rate = b.binary("pow", b.scalar(10000.0, f), b.binary("div", b.unary("neg", pair), width))
+    angle = b.binary("mul", pos, rate)
+    even = b.op("tensor.compare", [ch, pair], {"fn": "eq"})
+    return b.op("tensor.select", [even, b.unary("sin", angle), b.unary("cos", angle)])
+
+
+def _pe_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """The first ``seq`` rows of a (max_len, d) table (learned: the weight; sinusoidal: built
+    by :func:`lower_sinusoid_table`), sliced with the symbolic length, added with broadcasting."""
+    x = xs[0]
+    _, t, d = x.type.shape
+    if attrs["encoding"] == "learned":
+        table = b.weight("weight")
+    else:
+        table = lower_sinusoid_table(b, attrs["max_len"], d)
+    rows = b.op("tensor.slice", [table], {"axis": 0, "start": 0},
+                TensorType((t, d), table.type.dtype))
+    if rows.type.dtype != x.type.dtype:
+        rows = b.op("tensor.cast", [rows], {"to": x.type.dtype})
+    return [b.binary("add", x, rows)]
+
+
 def _pe_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     assert ins[0].shape is not None
     return ins[0].shape[1] * ins[0].shape[2]
@@ -435,6 +583,7 @@ POSITIONAL_ENCODING = register(LayerSpec(
     ),
     positional=("max_len", "encoding"),
     shape=_pe_shape, reference=_pe_reference, weights=_pe_weights, flops=_pe_flops,
+    lower=_pe_lower,
     doc="Adds a position code to (batch, seq, features): sinusoidal, or a learned table.",
     example='PositionalEncoding(64, "learned")',
 ))

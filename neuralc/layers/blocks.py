@@ -10,6 +10,8 @@ value of most Keras and PyTorch SE implementations (EfficientNet's se_ratio=0.25
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from neuralc.ir.dims import Dim
@@ -25,6 +27,10 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import bias_bound, kaiming_uniform_bound, per_sample, require_rank
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 _LAYOUT = "(batch, height, width, channels) or (batch, steps, channels)"
 
@@ -78,6 +84,19 @@ def _reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> l
     return [(x64 * gate).astype(x.dtype)]
 
 
+def _lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Squeeze: mean over the spatial axes, kept as size 1 so the gate (batch, 1, .., c)
+    broadcasts back without a reshape; two dense layers as matmul + bias + relu and
+    matmul + bias + sigmoid (batched over the size-1 axes); excite: a broadcast multiply."""
+    x = xs[0]
+    s = b.reduce("mean", x, list(range(1, len(x.type.shape) - 1)), True)
+    h = b.op("tensor.matmul", [s, b.weight("fc1.weight")], {"transpose_b": True})
+    h = b.unary("relu", b.binary("add", h, b.weight("fc1.bias")))
+    g = b.op("tensor.matmul", [h, b.weight("fc2.weight")], {"transpose_b": True})
+    g = b.unary("sigmoid", b.binary("add", g, b.weight("fc2.bias")))
+    return [b.binary("mul", x, g)]
+
+
 def _flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """Pooling and scaling touch every element once; the two dense layers 2 * c * h each."""
     assert ins[0].shape is not None
@@ -92,7 +111,7 @@ SQUEEZE_EXCITATION = register(LayerSpec(
               doc="channel reduction of the bottleneck: channels // ratio hidden units"),
     ),
     positional=("ratio",),
-    shape=_shape, reference=_reference, weights=_weights, flops=_flops,
+    shape=_shape, reference=_reference, weights=_weights, flops=_flops, lower=_lower,
     aliases=("SEBlock",),
     doc="Rescales each channel by a gate computed from the global average of the input.",
     example="SqueezeExcitation(ratio=16)",

@@ -106,6 +106,21 @@ def _reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> l
     return [apply_activation(attrs["activation"], y.astype(x.dtype))]
 
 
+def _lower(b, attrs: dict, xs: list) -> list:
+    """``tensor.conv`` (causal as explicit padding at the start), bias add, activation."""
+    k, d = attrs["kernel_size"], attrs["dilation_rate"]
+    padding = attrs["padding"]
+    if padding == "causal":
+        padding = [[effective_window(k[0], d[0]) - 1, 0]]
+    y = b.op("tensor.conv", [xs[0], b.weight("weight")], {
+        "strides": list(attrs["strides"]), "dilation": list(d), "groups": attrs["groups"],
+        "padding": padding,
+    })
+    if attrs["use_bias"]:
+        y = b.binary("add", y, b.weight("bias"))
+    return [b.activation(attrs["activation"], y)]
+
+
 def _flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     assert ins[0].shape is not None and outs[0].shape is not None
     macs_per_output = floordiv(ins[0].shape[-1], attrs["groups"]) * product(attrs["kernel_size"])
@@ -155,6 +170,7 @@ CONV1D, CONV2D, CONV3D = (
     register(LayerSpec(
         name=_name(n), params=_params(n), positional=("filters", "kernel_size", "activation"),
         shape=_shape, reference=_reference, weights=_weights, flops=_flops, check=_check,
+        lower=_lower,
         aliases=(f"Convolution{n}D",),
         doc=f"{n}-D convolution over {_DATA[n]}: activation(conv(x, weight) + bias).",
         example=_EXAMPLES[n],

@@ -22,6 +22,7 @@ Keras refuses ``strides > 1`` with ``dilation_rate > 1`` for all of them; so do 
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 
@@ -187,6 +188,20 @@ def _transpose_reference(attrs: dict, xs: list[np.ndarray],
     return [apply_activation(attrs["activation"], y.astype(xs[0].dtype))]
 
 
+def _transpose_lower(b, attrs: dict, xs: list) -> list:
+    """``tensor.conv_transpose`` with Keras's output length and crop, bias add, activation."""
+    conv_attrs = {
+        "strides": list(attrs["strides"]), "dilation": list(attrs["dilation_rate"]),
+        "groups": attrs["groups"], "padding": attrs["padding"],
+    }
+    if attrs["output_padding"] is not None:
+        conv_attrs["output_padding"] = list(attrs["output_padding"])
+    y = b.op("tensor.conv_transpose", [xs[0], b.weight("weight")], conv_attrs)
+    if attrs["use_bias"]:
+        y = b.binary("add", y, b.weight("bias"))
+    return [b.activation(attrs["activation"], y)]
+
+
 def _transpose_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """Every input element meets every tap of its group's filters: 2 FLOPs per product."""
     assert ins[0].shape is not None
@@ -229,7 +244,7 @@ CONV1D_TRANSPOSE, CONV2D_TRANSPOSE, CONV3D_TRANSPOSE = (
         name=_tname(n), params=_transpose_params(n),
         positional=("filters", "kernel_size", "activation"),
         shape=_transpose_shape, reference=_transpose_reference, weights=_transpose_weights,
-        flops=_transpose_flops, check=_transpose_check,
+        flops=_transpose_flops, check=_transpose_check, lower=_transpose_lower,
         aliases=(f"Convolution{n}DTranspose",),
         doc=f"{n}-D transposed convolution over {_DATA[n]}, the adjoint of a Keras "
             f"convolution: upsamples by strides.",
@@ -274,6 +289,28 @@ def _depthwise_reference(attrs: dict, xs: list[np.ndarray],
     return [apply_activation(attrs["activation"], y.astype(xs[0].dtype))]
 
 
+def _depthwise_conv_op(b, attrs: dict, x: Any, weight: str) -> Any:
+    """A depthwise convolution as ``tensor.conv`` with one group per input channel.
+
+    The weight ``(C * dm, 1, *k)`` is already the grouped layout: group ``c`` holds channel
+    ``c``'s ``dm`` filters, giving output channel ``c * dm + m`` as Keras and PyTorch do.
+    """
+    channels = x.type.shape[-1]
+    assert isinstance(channels, int), "depthwise weights fix the number of channels"
+    return b.op("tensor.conv", [x, b.weight(weight)], {
+        "strides": list(attrs["strides"]), "dilation": list(attrs["dilation_rate"]),
+        "groups": channels, "padding": attrs["padding"],
+    })
+
+
+def _depthwise_lower(b, attrs: dict, xs: list) -> list:
+    """Grouped ``tensor.conv``, bias add, activation."""
+    y = _depthwise_conv_op(b, attrs, xs[0], "weight")
+    if attrs["use_bias"]:
+        y = b.binary("add", y, b.weight("bias"))
+    return [b.activation(attrs["activation"], y)]
+
+
 def _depthwise_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     assert outs[0].shape is not None
     return 2 * product(list(outs[0].shape[1:])) * product(attrs["kernel_size"])
@@ -294,7 +331,7 @@ DEPTHWISE_CONV1D, DEPTHWISE_CONV2D = (
     register(LayerSpec(
         name=_dname(n), params=_depthwise_params(n), positional=("kernel_size", "activation"),
         shape=_depthwise_shape, reference=_depthwise_reference, weights=_depthwise_weights,
-        flops=_depthwise_flops, check=_no_strided_dilation,
+        flops=_depthwise_flops, check=_no_strided_dilation, lower=_depthwise_lower,
         doc=f"{n}-D depthwise convolution over {_DATA[n]}: each channel convolved with its own "
             f"depth_multiplier filters.",
         example=(f'{_dname(n)}(3, strides=2, padding="same")' if n == 2
@@ -346,6 +383,18 @@ def _separable_reference(attrs: dict, xs: list[np.ndarray],
     return [apply_activation(attrs["activation"], y.astype(xs[0].dtype))]
 
 
+def _separable_lower(b, attrs: dict, xs: list) -> list:
+    """Depthwise ``tensor.conv`` (no bias), 1x1 ``tensor.conv``, its bias, activation."""
+    mid = _depthwise_conv_op(b, attrs, xs[0], "depthwise.weight")
+    n = _rank(attrs)
+    y = b.op("tensor.conv", [mid, b.weight("pointwise.weight")], {
+        "strides": [1] * n, "dilation": [1] * n, "groups": 1, "padding": "valid",
+    })
+    if attrs["use_bias"]:
+        y = b.binary("add", y, b.weight("pointwise.bias"))
+    return [b.activation(attrs["activation"], y)]
+
+
 def _separable_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     assert ins[0].shape is not None and outs[0].shape is not None
     positions = product(list(outs[0].shape[1:-1]))
@@ -373,7 +422,7 @@ SEPARABLE_CONV1D, SEPARABLE_CONV2D = (
         name=_sname(n), params=_separable_params(n),
         positional=("filters", "kernel_size", "activation"),
         shape=_separable_shape, reference=_separable_reference, weights=_separable_weights,
-        flops=_separable_flops, check=_no_strided_dilation,
+        flops=_separable_flops, check=_no_strided_dilation, lower=_separable_lower,
         aliases=(f"SeparableConvolution{n}D",),
         doc=f"{n}-D depthwise-separable convolution over {_DATA[n]}: a depthwise convolution, "
             f"then a 1x1 convolution with bias.",

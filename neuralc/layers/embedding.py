@@ -6,6 +6,8 @@ at run time rather than numpy's silent wrap-around for negative indices.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from neuralc.ir.types import TensorType
@@ -19,6 +21,10 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import STD_NORMAL
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 INDEX_TYPES = ("i64", "i32", "i8")
 
@@ -56,6 +62,13 @@ def _reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> l
     return [w["weight"][idx].astype(np.float32)]
 
 
+def _lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """``tensor.gather`` of the table's rows. The indices' integer type is fixed by the shape
+    rule; ``tensor.gather`` refuses out-of-range (and negative) indices at run time, as the
+    reference does, instead of numpy's wrap-around."""
+    return [b.op("tensor.gather", [b.weight("weight"), xs[0]])]
+
+
 EMBEDDING = register(LayerSpec(
     name="Embedding",
     params=(
@@ -64,7 +77,7 @@ EMBEDDING = register(LayerSpec(
         Param("output_dim", Int(min=1), aliases=("embedding_dim",), doc="size of each vector"),
     ),
     positional=("input_dim", "output_dim"),
-    shape=_shape, reference=_reference, weights=_weights,
+    shape=_shape, reference=_reference, weights=_weights, lower=_lower,
     doc="Maps integer indices to learned vectors: (batch, ...) -> (batch, ..., output_dim).",
     example="Embedding(10000, 128)",
 ))

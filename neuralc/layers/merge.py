@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import reduce
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,10 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import normalize_axis, per_sample
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 _BRANCH_HINT = "give every branch the same shape, or add a layer that makes it so"
 
@@ -91,6 +96,27 @@ def _elementwise_reference(fn: Callable[[list[np.ndarray]], np.ndarray]) -> Refe
     return reference
 
 
+def _chain(b: TensorBuilder, fn: str, xs: list[Value]) -> Value:
+    """``fn`` folded left over the inputs, as the references' ``functools.reduce``; size-1 axes
+    broadcast in ``tensor.binary`` as in the merge."""
+    return reduce(lambda acc, x: b.binary(fn, acc, x), xs[1:], xs[0])
+
+
+def _average_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """The sum divided by the number of inputs (a division, as the reference)."""
+    total = _chain(b, "add", xs)
+    return [b.binary("div", total, b.scalar(float(len(xs)), total.type.dtype))]
+
+
+_LOWER: dict[str, Callable[[TensorBuilder, dict, list[Value]], list[Value]]] = {
+    "Add": lambda b, attrs, xs: [_chain(b, "add", xs)],
+    "Subtract": lambda b, attrs, xs: [b.binary("sub", xs[0], xs[1])],
+    "Multiply": lambda b, attrs, xs: [_chain(b, "mul", xs)],
+    "Average": _average_lower,
+    "Maximum": lambda b, attrs, xs: [_chain(b, "max", xs)],
+}
+
+
 def _elementwise_flops(extra: int) -> FlopRule:
     """``len(inputs) - 1 + extra`` operations per output element."""
 
@@ -125,7 +151,7 @@ for _name, _arity, _fn, _extra, _doc in _ELEMENTWISE:
     register(LayerSpec(
         name=_name, params=(), positional=(),
         shape=_elementwise_shape(_name), reference=_elementwise_reference(_fn),
-        flops=_elementwise_flops(_extra), kind="merge", arity=_arity,
+        flops=_elementwise_flops(_extra), kind="merge", arity=_arity, lower=_LOWER[_name],
         doc=_doc, example=_EXAMPLES[_name],
     ))
 
@@ -151,12 +177,18 @@ def _concat_reference(attrs: dict, xs: list[np.ndarray],
     return [np.concatenate(xs, axis=attrs["axis"])]
 
 
+def _concat_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    axis = normalize_axis(attrs["axis"], len(xs[0].type.shape), "Concatenate")
+    return [b.op("tensor.concat", list(xs), {"axis": axis})]
+
+
 CONCATENATE = register(LayerSpec(
     name="Concatenate",
     params=(Param("axis", Axis(), -1, aliases=("dim",),
                   doc="axis to join along (batch is axis 0; -1 is the last)"),),
     positional=("axis",),
     shape=_concat_shape, reference=_concat_reference, kind="merge", arity=None,
+    lower=_concat_lower,
     aliases=("Concat",),
     doc="Joins its inputs along one axis; the other axes must agree.",
     example="Concatenate(axis=-1) { { Conv2D(32, 1) } { Conv2D(32, 3, padding=\"same\") } }",
@@ -195,6 +227,11 @@ def _residual_reference(attrs: dict, xs: list[np.ndarray],
     return [apply_activation(attrs["activation"], xs[0] + xs[1])]
 
 
+def _residual_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """The add, then the activation: an elementwise epilogue of the body's last conv/matmul."""
+    return [b.activation(attrs["activation"], b.binary("add", xs[0], xs[1]))]
+
+
 def _residual_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """The add, plus one operation per element for a non-linear activation."""
     assert outs[0].shape is not None
@@ -206,7 +243,7 @@ RESIDUAL = register(LayerSpec(
     params=(Param("activation", ActivationName(), "linear", doc="applied after the add"),),
     positional=("activation",),
     shape=_residual_shape, reference=_residual_reference, flops=_residual_flops,
-    kind="residual", arity=2, aliases=("Residual",),
+    kind="residual", arity=2, aliases=("Residual",), lower=_residual_lower,
     doc="x + body(x) for its nested block (the body must keep the shape), then the activation.",
     example='ResidualConnection(activation="relu") { Conv2D(64, 3, padding="same") }',
 ))

@@ -16,6 +16,8 @@ PyTorch model.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from neuralc.ir.dims import Dim
@@ -36,6 +38,10 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import ONES, ZEROS, normalize_axis, per_sample, static_dim
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 
 def _ranked(t: TensorType, layer: str) -> tuple[Dim, ...]:
@@ -84,6 +90,37 @@ def _broadcast(v: np.ndarray, ndim: int, axes: list[int]) -> np.ndarray:
     return v.astype(np.float64).reshape(shape)
 
 
+def along(b: TensorBuilder, v: Value, rank: int, axes: list[int]) -> Value:
+    """Reshape a per-feature value laid out over ``axes`` (ascending) to broadcast over an input
+    of rank ``rank`` (right-aligned: trailing axes not in ``axes`` become 1); the tensor-IR
+    counterpart of :func:`_broadcast`. A vector on the last axis stays as it is."""
+    assert v.type.shape is not None
+    sizes = dict(zip(axes, v.type.shape))
+    shape = tuple(sizes.get(i, 1) for i in range(axes[0], rank))
+    return v if shape == v.type.shape else b.reshape(v, shape)
+
+
+def normalize(b: TensorBuilder, x: Value, axes: list[int], epsilon: float) -> Value:
+    """``(x - mean) * rsqrt(var + eps)`` over ``axes`` with the variance as the mean of squared
+    deviations (as the references): two reductions of one shape over the same axes plus
+    elementwise ops, which the fusion pass makes one kernel."""
+    mean = b.reduce("mean", x, axes, True)
+    centred = b.binary("sub", x, mean)
+    var = b.reduce("mean", b.unary("square", centred), axes, True)
+    inv = b.unary("rsqrt", b.binary("add", var, b.scalar(epsilon, x.type.dtype)))
+    return b.binary("mul", centred, inv)
+
+
+def affine(b: TensorBuilder, y: Value, attrs: dict, axes: list[int]) -> Value:
+    """``y * weight + bias`` with the weights laid out over ``axes``, each when its flag is set."""
+    rank = len(y.type.shape)
+    if attrs.get("scale"):
+        y = b.binary("mul", y, along(b, b.weight("weight"), rank, axes))
+    if attrs.get("center"):
+        y = b.binary("add", y, along(b, b.weight("bias"), rank, axes))
+    return y
+
+
 def _bn_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> list[np.ndarray]:
     x = xs[0]
     axis = normalize_axis(attrs["axis"], x.ndim, "BatchNormalization")
@@ -95,6 +132,27 @@ def _bn_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -
     if attrs["center"]:
         y = y + _broadcast(w["bias"], x.ndim, ax)
     return [y.astype(x.dtype)]
+
+
+def _bn_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """``x * scale + shift`` with ``scale = weight * rsqrt(running_var + eps)`` and
+    ``shift = bias - running_mean * scale`` computed from the weights by tensor ops, so
+    ``fold-batchnorm`` can fold them into a preceding conv or matmul (without ``scale`` the
+    weight factor is left out, without ``center`` the shift is ``-running_mean * scale``)."""
+    x = xs[0]
+    rank = len(x.type.shape)
+    axis = _bn_axis(attrs, x.type)
+    var_eps = b.binary("add", b.weight("running_var"), b.scalar(attrs["epsilon"]))
+    scale = b.unary("rsqrt", var_eps)
+    if attrs["scale"]:
+        scale = b.binary("mul", b.weight("weight"), scale)
+    mean_scaled = b.binary("mul", b.weight("running_mean"), scale)
+    if attrs["center"]:
+        shift = b.binary("sub", b.weight("bias"), mean_scaled)
+    else:
+        shift = b.unary("neg", mean_scaled)
+    y = b.binary("mul", x, along(b, scale, rank, [axis]))
+    return [b.binary("add", y, along(b, shift, rank, [axis]))]
 
 
 def _affine_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
@@ -116,6 +174,7 @@ BATCH_NORMALIZATION = register(LayerSpec(
     ),
     positional=("axis", "momentum", "epsilon", "center", "scale"),
     shape=_bn_shape, reference=_bn_reference, weights=_bn_weights, flops=_affine_flops,
+    lower=_bn_lower,
     aliases=("BatchNorm",),
     doc="Normalises each feature with its running mean and variance, then scales and shifts.",
     example="BatchNormalization(momentum=0.9)",
@@ -171,6 +230,13 @@ def _ln_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -
     return [y.astype(x.dtype)]
 
 
+def _ln_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Mean and variance reductions over the axes, rsqrt, then the per-element affine."""
+    x = xs[0]
+    axes = _ln_axes(attrs, x.type)
+    return [affine(b, normalize(b, x, axes, attrs["epsilon"]), attrs, axes)]
+
+
 def _ln_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """Mean, variance, normalise and affine: about eight operations per element."""
     assert ins[0].shape is not None
@@ -188,6 +254,7 @@ LAYER_NORMALIZATION = register(LayerSpec(
     ),
     positional=("axis", "epsilon", "center", "scale"),
     shape=_ln_shape, reference=_ln_reference, weights=_ln_weights, flops=_ln_flops,
+    lower=_ln_lower,
     aliases=("LayerNorm",),
     doc="Normalises each sample over the given axes, then scales and shifts per element.",
     example="LayerNormalization(epsilon=1e-6)",
@@ -280,6 +347,19 @@ def _gn_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -
     return [_affine(y, attrs, w, [axis]).astype(x.dtype)]
 
 
+def _gn_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Split the channel axis into (groups, channels per group) in place (a row-major reshape),
+    normalise over every axis but the batch and the group axis, reshape back, then the
+    per-channel affine."""
+    x = xs[0]
+    shape = x.type.shape
+    axis, c, groups = _gn_layout(attrs, x.type)
+    split = b.reshape(x, (*shape[:axis], groups, c // groups, *shape[axis + 1:]))
+    red = [i for i in range(1, len(shape) + 1) if i != axis]
+    y = b.reshape(normalize(b, split, red, attrs["epsilon"]), shape)
+    return [affine(b, y, attrs, [axis])]
+
+
 GROUP_NORMALIZATION = register(LayerSpec(
     name="GroupNormalization",
     params=(
@@ -293,6 +373,7 @@ GROUP_NORMALIZATION = register(LayerSpec(
     ),
     positional=("groups", "axis", "epsilon", "center", "scale"),
     shape=_gn_shape, reference=_gn_reference, weights=_gn_weights, flops=_norm_flops,
+    lower=_gn_lower,
     check=_gn_check, aliases=("GroupNorm",),
     doc="Normalises each group of channels of each sample, then scales and shifts per channel.",
     example="GroupNormalization(groups=8)",
@@ -339,6 +420,14 @@ def _in_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -
     return [_affine(y, attrs, w, [axis]).astype(x.dtype)]
 
 
+def _in_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Normalise over every axis but the batch and the channels, then the per-channel affine."""
+    x = xs[0]
+    axis = _in_axis(attrs, x.type)
+    red = [i for i in range(1, len(x.type.shape)) if i != axis]
+    return [affine(b, normalize(b, x, red, attrs["epsilon"]), attrs, [axis])]
+
+
 INSTANCE_NORMALIZATION = register(LayerSpec(
     name="InstanceNormalization",
     params=(
@@ -350,6 +439,7 @@ INSTANCE_NORMALIZATION = register(LayerSpec(
     ),
     positional=("axis", "epsilon", "center", "scale"),
     shape=_in_shape, reference=_in_reference, weights=_in_weights, flops=_norm_flops,
+    lower=_in_lower,
     aliases=("InstanceNorm",),
     doc="Normalises each channel of each sample over its spatial axes, then scales and shifts.",
     example="InstanceNormalization(epsilon=1e-5)",
@@ -396,6 +486,16 @@ def _rms_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [y.astype(x.dtype)]
 
 
+def _rms_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """``x * rsqrt(mean(x^2) + eps)`` (one reduction plus elementwise ops), then the scale."""
+    x = xs[0]
+    axes = _rms_axes(attrs, x.type)
+    ms = b.reduce("mean", b.unary("square", x), axes, True)
+    y = b.binary("mul", x, b.unary("rsqrt", b.binary("add", ms, b.scalar(attrs["epsilon"],
+                                                                           x.type.dtype))))
+    return [affine(b, y, attrs, axes)]
+
+
 def _rms_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """Square, mean, divide and scale: about four operations per element."""
     assert ins[0].shape is not None
@@ -413,6 +513,7 @@ RMS_NORMALIZATION = register(LayerSpec(
     ),
     positional=("axis", "epsilon"),
     shape=_rms_shape, reference=_rms_reference, weights=_rms_weights, flops=_rms_flops,
+    lower=_rms_lower,
     aliases=("RMSNorm",),
     doc="Divides each sample by its root mean square over the given axes, then scales.",
     example="RMSNormalization(epsilon=1e-5)",

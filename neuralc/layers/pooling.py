@@ -15,6 +15,7 @@ axes (a window is a product of intervals), which the reference uses.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,9 @@ from neuralc.layers.common import (
     spatial_pads,
     window_out_dim,
 )
+
+# A layer's lowering rule: (TensorBuilder, attrs, operand values) -> result values.
+Lowering = Callable[[Any, dict, list], list]
 
 _DATA = {1: "steps", 2: "height and width", 3: "depth, height and width"}
 
@@ -83,6 +87,17 @@ def _pool_reference(mode: str) -> Reference:
     return reference
 
 
+def _pool_lower(mode: str) -> Lowering:
+    def lower(b: Any, attrs: dict, xs: list) -> list:
+        """``tensor.pool``: the same windows, padding and Keras's average over real elements."""
+        return [b.op("tensor.pool", [xs[0]], {
+            "kind": "max" if mode == "max" else "avg", "window": list(attrs["pool_size"]),
+            "strides": list(_strides(attrs)), "padding": attrs["padding"],
+        })]
+
+    return lower
+
+
 def _pool_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """One comparison or addition per window element per output."""
     assert outs[0].shape is not None
@@ -119,6 +134,15 @@ def _global_reference(fn: Callable[..., np.ndarray]) -> Reference:
     return reference
 
 
+def _global_lower(kind: str) -> Lowering:
+    def lower(b: Any, attrs: dict, xs: list) -> list:
+        """``tensor.reduce`` over every spatial axis."""
+        n = len(xs[0].type.shape) - 2
+        return [b.reduce(kind, xs[0], list(range(1, n + 1)), attrs["keepdims"])]
+
+    return lower
+
+
 def _global_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     assert ins[0].shape is not None
     return per_sample(ins[0].shape)
@@ -136,6 +160,7 @@ for _n in (1, 2, 3):
         register(LayerSpec(
             name=_layer, params=_pool_params(_n), positional=("pool_size", "strides", "padding"),
             shape=_pool_shape(_layer, _n), reference=_pool_reference(_mode), flops=_pool_flops,
+            lower=_pool_lower(_mode),
             aliases=(f"{_ALIAS_BASE[_base]}{_n}D",),
             doc=f"{_mode.capitalize()} over sliding windows along {_DATA[_n]}, per channel.",
             example=f"{_layer}((2, 2))" if _n == 2 else f"{_layer}(2)",
@@ -145,7 +170,7 @@ for _n in (1, 2, 3):
             name=_glayer, params=_GLOBAL_PARAMS, positional=(),
             shape=_global_shape(_glayer, _n),
             reference=_global_reference(np.max if _mode == "max" else np.mean),
-            flops=_global_flops,
+            flops=_global_flops, lower=_global_lower("max" if _mode == "max" else "mean"),
             aliases=(f"Global{_ALIAS_BASE[_base]}{_n}D",),
             doc=f"{_mode.capitalize()} over all of {_DATA[_n]}, per channel: "
                 f"(batch, ..., channels) -> (batch, channels).",
@@ -180,6 +205,30 @@ def _adaptive_reference(fn: Callable[..., np.ndarray]) -> Reference:
     return reference
 
 
+def _adaptive_lower(kind: str) -> Lowering:
+    def lower(b: Any, attrs: dict, xs: list) -> list:
+        """The simplest op with PyTorch's adaptive windows.
+
+        An output size of 1 everywhere is a global reduction (``tensor.reduce``, keepdims);
+        static sizes that the output sizes divide give equal, disjoint windows
+        (``tensor.pool``, window = stride = size / out); anything else, symbolic sizes
+        included, is ``tensor.adaptive_pool``.
+        """
+        x = xs[0]
+        out = list(attrs["output_size"])
+        spatial = x.type.shape[1:-1]
+        if all(o == 1 for o in out):
+            return [b.reduce("max" if kind == "max" else "mean", x,
+                             list(range(1, len(out) + 1)), True)]
+        if all(isinstance(d, int) and d % o == 0 for d, o in zip(spatial, out)):
+            window = [d // o for d, o in zip(spatial, out)]
+            return [b.op("tensor.pool", [x], {"kind": kind, "window": window,
+                                              "strides": list(window), "padding": "valid"})]
+        return [b.op("tensor.adaptive_pool", [x], {"kind": kind, "output_size": out})]
+
+    return lower
+
+
 def _adaptive_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """One comparison or addition per window element per output, windows from the input size."""
     assert ins[0].shape is not None
@@ -198,7 +247,7 @@ for _n in (1, 2, 3):
                           doc="output size of each pooled axis; an int stands for all"),),
             positional=("output_size",),
             shape=_adaptive_shape(_alayer, _n), reference=_adaptive_reference(_fn),
-            flops=_adaptive_flops,
+            flops=_adaptive_flops, lower=_adaptive_lower("max" if _kind == "Max" else "avg"),
             aliases=(f"{_ADAPTIVE_ALIAS[_kind]}{_n}D",),
             doc=f"{_kind} over PyTorch's adaptive windows along {_DATA[_n]}, per channel, to a "
                 f"fixed output_size.",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,10 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import SPATIAL_LAYOUT
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ def _reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]) -> l
     return [xs[0]]
 
 
+def _lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Identity at inference: the result is the input, no tensor op. Each spec also says so
+    in ``extra["identity_at_inference"]``, for ``simplify-inference`` on the graph IR."""
+    return [xs[0]]
+
+
 DROPOUT = register(LayerSpec(
     name="Dropout",
     params=(
@@ -85,7 +95,8 @@ DROPOUT = register(LayerSpec(
         Param("seed", Optional_(Int()), None, doc="seed of the dropout mask"),
     ),
     positional=("rate", "noise_shape", "seed"),
-    shape=_shape, reference=_reference,
+    shape=_shape, reference=_reference, lower=_lower,
+    extra={"identity_at_inference": True},
     doc="Randomly zeroes inputs while training (scaled by 1 / (1 - rate)); identity at inference.",
     example="Dropout(0.5)",
 ))
@@ -128,7 +139,8 @@ def _spatial_dropout(n: int) -> LayerSpec:
         # Keras: SpatialDropout1D(rate, seed), 2D/3D(rate, data_format, seed); data_format
         # has no place in a channels-last language, so seed is keyword-only there.
         positional=("rate", "seed") if n == 1 else ("rate",),
-        shape=_spatial_dropout_shape(n), reference=_reference,
+        shape=_spatial_dropout_shape(n), reference=_reference, lower=_lower,
+        extra={"identity_at_inference": True},
         doc=f"Drops whole channels (the same for all {what}) while training; identity at "
             "inference.",
         example=f"SpatialDropout{n}D(0.2)",
@@ -165,7 +177,8 @@ GAUSSIAN_NOISE = register(LayerSpec(
         SEED,
     ),
     positional=("stddev", "seed"),
-    shape=_any_shape, reference=_reference,
+    shape=_any_shape, reference=_reference, lower=_lower,
+    extra={"identity_at_inference": True},
     doc="Adds zero-mean Gaussian noise while training; identity at inference.",
     example="GaussianNoise(0.1)",
 ))
@@ -178,6 +191,7 @@ GAUSSIAN_DROPOUT = register(LayerSpec(
     ),
     positional=("rate", "seed"),
     shape=_any_shape, reference=_reference, check=_rate_below_one("GaussianDropout"),
+    lower=_lower, extra={"identity_at_inference": True},
     doc="Multiplies by Gaussian noise of mean 1 while training; identity at inference.",
     example="GaussianDropout(0.2)",
 ))
@@ -200,6 +214,7 @@ ALPHA_DROPOUT = register(LayerSpec(
     ),
     positional=("rate", "noise_shape", "seed"),
     shape=_alpha_dropout_shape, reference=_reference, check=_rate_below_one("AlphaDropout"),
+    lower=_lower, extra={"identity_at_inference": True},
     doc="Dropout that keeps SELU's mean and variance while training; identity at inference.",
     example="AlphaDropout(0.1)",
 ))
@@ -211,7 +226,8 @@ ACTIVITY_REGULARIZATION = register(LayerSpec(
         Param("l2", Float(0.0), 0.0, doc="factor of the L2 penalty on the activations"),
     ),
     positional=("l1", "l2"),
-    shape=_any_shape, reference=_reference,
+    shape=_any_shape, reference=_reference, lower=_lower,
+    extra={"identity_at_inference": True},
     doc="Adds an L1/L2 penalty on its input to the training loss; identity at inference.",
     example="ActivityRegularization(l2=1e-4)",
 ))

@@ -121,6 +121,15 @@ def _pad_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [np.pad(x, [(0, 0), *pairs, (0, 0)], mode="constant")]
 
 
+def _pad_lower(b: Any, attrs: dict, xs: list) -> list:
+    """``tensor.pad`` with zeros on the spatial axes (nothing when every amount is 0)."""
+    pairs = side_pairs(attrs["padding"])
+    if all(v == 0 for pair in pairs for v in pair):
+        return [xs[0]]
+    pads = [[0, 0], *([lo, hi] for lo, hi in pairs), [0, 0]]
+    return [b.op("tensor.pad", [xs[0]], {"pads": pads, "value": 0.0})]
+
+
 def _crop_shape(layer: str) -> Any:
     n = _spatial_rank(layer)
 
@@ -151,6 +160,21 @@ def _crop_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [x[(slice(None), *index, slice(None))]]
 
 
+def _crop_lower(b: Any, attrs: dict, xs: list) -> list:
+    """One ``tensor.slice`` per cropped spatial axis (the size may be symbolic)."""
+    y = xs[0]
+    for axis, (before, after) in enumerate(side_pairs(attrs["cropping"]), start=1):
+        if before == 0 and after == 0:
+            continue
+        shape = list(y.type.shape)
+        shape[axis] = shape[axis] - before - after
+        slice_attrs: dict[str, Any] = {"axis": axis, "start": before}
+        if isinstance(shape[axis], int):
+            slice_attrs["size"] = shape[axis]
+        y = b.op("tensor.slice", [y], slice_attrs, y.type.with_shape(tuple(shape)))
+    return [y]
+
+
 _PAD_DEFAULT = {1: [1, 1], 2: [[1, 1], [1, 1]], 3: [[1, 1], [1, 1], [1, 1]]}
 _CROP_DEFAULT = {1: [1, 1], 2: [[0, 0], [0, 0]], 3: [[1, 1], [1, 1], [1, 1]]}
 _PAD_EXAMPLE = {1: "ZeroPadding1D(2)", 2: "ZeroPadding2D(((1, 2), (0, 1)))",
@@ -165,7 +189,7 @@ for _n in (1, 2, 3):
         params=(Param("padding", SideAmounts(_n), _PAD_DEFAULT[_n],
                       doc="zeros per side: an int, or per axis an int or (before, after)"),),
         positional=("padding",),
-        shape=_pad_shape(_pad), reference=_pad_reference,
+        shape=_pad_shape(_pad), reference=_pad_reference, lower=_pad_lower,
         doc=f"Pads {_AXES[_n]} with zeros: (before, after) per axis; channels are untouched.",
         example=_PAD_EXAMPLE[_n],
     ))
@@ -176,7 +200,7 @@ for _n in (1, 2, 3):
                       doc="elements cut per side: an int, or per axis an int or "
                           "(before, after)"),),
         positional=("cropping",),
-        shape=_crop_shape(_crop), reference=_crop_reference,
+        shape=_crop_shape(_crop), reference=_crop_reference, lower=_crop_lower,
         doc=f"Cuts (before, after) elements off {_AXES[_n]}; channels are untouched.",
         example=_CROP_EXAMPLE[_n],
     ))
@@ -224,6 +248,15 @@ def _up_reference(attrs: dict, xs: list[np.ndarray], w: dict[str, np.ndarray]
     return [x]
 
 
+def _up_lower(b: Any, attrs: dict, xs: list) -> list:
+    """``tensor.resize``: nearest, or linear per axis with half-pixel centres (bilinear)."""
+    scale = _sizes(attrs)
+    if all(f == 1 for f in scale):
+        return [xs[0]]
+    mode = "linear" if attrs.get("interpolation", "nearest") == "bilinear" else "nearest"
+    return [b.op("tensor.resize", [xs[0]], {"mode": mode, "scale": list(scale)})]
+
+
 def _up_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
     """Nearest copies (0); bilinear is a weighted sum of 4 inputs: 4 multiply-adds each."""
     assert outs[0].shape is not None
@@ -237,7 +270,7 @@ UP_SAMPLING1D = register(LayerSpec(
     params=(Param("size", Int(min=1), 2, aliases=("scale_factor",),
                   doc="repetitions of each step"),),
     positional=("size",),
-    shape=_up_shape("UpSampling1D"), reference=_up_reference,
+    shape=_up_shape("UpSampling1D"), reference=_up_reference, lower=_up_lower,
     doc="Repeats each step size times: (batch, steps, c) -> (batch, steps * size, c).",
     example="UpSampling1D(2)",
 ))
@@ -252,7 +285,7 @@ UP_SAMPLING2D = register(LayerSpec(
                   "(Keras 3, torch align_corners=False)"),
     ),
     positional=("size", "interpolation"),
-    shape=_up_shape("UpSampling2D"), reference=_up_reference, flops=_up_flops,
+    shape=_up_shape("UpSampling2D"), reference=_up_reference, flops=_up_flops, lower=_up_lower,
     doc="Upsamples height and width by integer factors: (batch, h * sh, w * sw, c).",
     example='UpSampling2D(2, interpolation="bilinear")',
 ))
@@ -262,7 +295,7 @@ UP_SAMPLING3D = register(LayerSpec(
     params=(Param("size", IntTuple(3), [2, 2, 2], aliases=("scale_factor",),
                   doc="factor for depth, height and width"),),
     positional=("size",),
-    shape=_up_shape("UpSampling3D"), reference=_up_reference,
+    shape=_up_shape("UpSampling3D"), reference=_up_reference, lower=_up_lower,
     doc="Repeats each voxel by integer factors along depth, height and width.",
     example="UpSampling3D((1, 2, 2))",
 ))

@@ -9,7 +9,7 @@ from 1, as Keras. RepeatVector turns ``(batch, features)`` into ``(batch, n, fea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,10 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import per_sample
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 
 def _flatten_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
@@ -91,9 +95,19 @@ def _reshape_reference(attrs: dict, xs: list[np.ndarray],
         ) from None
 
 
+def _flatten_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """A row-major reshape to the shape rule's (batch, elements per sample), symbolic or not."""
+    return [b.reshape(xs[0], _flatten_shape(attrs, [xs[0].type], b.unifier)[0].shape)]
+
+
+def _reshape_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """A row-major reshape to the shape rule's result, whose -1 is already inferred (exactly)."""
+    return [b.reshape(xs[0], _reshape_shape(attrs, [xs[0].type], b.unifier)[0].shape)]
+
+
 FLATTEN = register(LayerSpec(
     name="Flatten", params=(), positional=(),
-    shape=_flatten_shape, reference=_flatten_reference,
+    shape=_flatten_shape, reference=_flatten_reference, lower=_flatten_lower,
     doc="Flattens each sample to one axis in row-major (channels-last) order: (batch, -1).",
     example="Flatten()",
 ))
@@ -103,7 +117,7 @@ RESHAPE = register(LayerSpec(
     params=(Param("target_shape", Shape(), aliases=("shape",),
                   doc="shape of one sample (no batch); one -1 is inferred"),),
     positional=("target_shape",),
-    shape=_reshape_shape, reference=_reshape_reference,
+    shape=_reshape_shape, reference=_reshape_reference, lower=_reshape_lower,
     doc="Reshapes each sample to target_shape in row-major order; the batch axis is kept.",
     example="Reshape((7, 7, 64))",
 ))
@@ -143,12 +157,16 @@ def _permute_reference(attrs: dict, xs: list[np.ndarray],
     return [np.transpose(xs[0], (0, *attrs["dims"]))]
 
 
+def _permute_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    return [b.transpose(xs[0], [0, *attrs["dims"]])]
+
+
 PERMUTE = register(LayerSpec(
     name="Permute",
     params=(Param("dims", Permutation(),
                   doc="new order of the non-batch axes, counted from 1"),),
     positional=("dims",),
-    shape=_permute_shape, reference=_permute_reference,
+    shape=_permute_shape, reference=_permute_reference, lower=_permute_lower,
     doc="Reorders the non-batch axes: Permute((2, 1)) swaps steps and features.",
     example="Permute((2, 1))",
 ))
@@ -174,11 +192,20 @@ def _repeat_reference(attrs: dict, xs: list[np.ndarray],
     return [np.repeat(x[:, None, :], attrs["n"], axis=1)]
 
 
+def _repeat_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """(batch, features) -> (batch, 1, features) -> broadcast to (batch, n, features)."""
+    x = xs[0]
+    out = _repeat_shape(attrs, [x.type], b.unifier)[0]
+    assert out.shape is not None
+    n, f = out.shape[0], out.shape[2]
+    return [b.op("tensor.broadcast", [b.reshape(x, (n, 1, f))], {}, out)]
+
+
 REPEAT_VECTOR = register(LayerSpec(
     name="RepeatVector",
     params=(Param("n", Int(min=1), doc="number of repetitions"),),
     positional=("n",),
-    shape=_repeat_shape, reference=_repeat_reference,
+    shape=_repeat_shape, reference=_repeat_reference, lower=_repeat_lower,
     doc="Repeats each sample vector n times: (batch, features) -> (batch, n, features).",
     example="RepeatVector(8)",
 ))

@@ -14,9 +14,18 @@ The decoder's self-attention is causal by default (PyTorch's ``tgt_mask`` =
 ``generate_square_subsequent_mask`` with ``tgt_is_causal=True``, and Keras-hub's decoder
 default); its cross-attention reads ``memory``, a network input or named branch whose last dim
 must equal ``d_model`` (PyTorch's ``kdim = vdim = d_model``), unmasked.
+
+Lowering: each block becomes its parts in the reference's order: layer norms as the
+normalisation layers build them (``normalize``: mean and variance reductions, rsqrt) times
+weight plus bias, attention through ``attention.py``'s helpers (self-attention as one matmul
+with the packed ``in_proj`` sliced into q, k, v), residual adds, and the feed-forward matmuls
+with their activation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +35,8 @@ from neuralc.layers.activations import apply_activation
 from neuralc.layers.attention import (
     layer_norm,
     linear,
+    lower_heads_attention,
+    lower_linear,
     mha_flops,
     multi_head,
     sequence_shape,
@@ -48,6 +59,11 @@ from neuralc.layers.catalog import (
     register,
 )
 from neuralc.layers.common import ONES, ZEROS, bias_bound, kaiming_uniform_bound, static_dim
+from neuralc.layers.normalization import normalize
+
+if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 ENC = "TransformerEncoder"
 DEC = "TransformerDecoder"
@@ -196,6 +212,91 @@ def _dec_reference(attrs: dict, xs: list[np.ndarray],
     return [x.astype(np.float32)]
 
 
+# -- lowering to tensor ops ----------------------------------------------------------------------
+
+
+def _slice(b: TensorBuilder, x: Value, axis: int, start: int, size: int) -> Value:
+    return b.op("tensor.slice", [x], {"axis": axis, "start": start, "size": size})
+
+
+def _lower_self_attention(b: TensorBuilder, attrs: dict, x: Value, prefix: str,
+                          causal: bool) -> Value:
+    """One matmul with the packed in_proj (as PyTorch's self-attention), sliced into q, k, v."""
+    d = x.type.shape[-1]
+    w = b.weight(f"{prefix}.in_proj_weight")
+    bias = b.weight(f"{prefix}.in_proj_bias") if attrs["use_bias"] else None
+    qkv = lower_linear(b, x, w, bias)
+    q, k, v = (_slice(b, qkv, 2, i * d, d) for i in range(3))
+    return _lower_out_proj(b, attrs, prefix,
+                           lower_heads_attention(b, q, k, v, attrs["num_heads"], causal))
+
+
+def _lower_cross_attention(b: TensorBuilder, attrs: dict, x: Value, mem: Value,
+                           prefix: str) -> Value:
+    """q from the input with rows [0, d) of in_proj; k and v from the memory with one matmul on
+    rows [d, 3d), sliced apart; unmasked."""
+    d = x.type.shape[-1]
+    w = b.weight(f"{prefix}.in_proj_weight")
+    bias = b.weight(f"{prefix}.in_proj_bias") if attrs["use_bias"] else None
+    q = lower_linear(b, x, _slice(b, w, 0, 0, d),
+                     _slice(b, bias, 0, 0, d) if bias is not None else None)
+    kv = lower_linear(b, mem, _slice(b, w, 0, d, 2 * d),
+                      _slice(b, bias, 0, d, 2 * d) if bias is not None else None)
+    k, v = _slice(b, kv, 2, 0, d), _slice(b, kv, 2, d, d)
+    return _lower_out_proj(b, attrs, prefix,
+                           lower_heads_attention(b, q, k, v, attrs["num_heads"], False))
+
+
+def _lower_out_proj(b: TensorBuilder, attrs: dict, prefix: str, o: Value) -> Value:
+    w = b.weight(f"{prefix}.out_proj.weight")
+    bias = b.weight(f"{prefix}.out_proj.bias") if attrs["use_bias"] else None
+    return lower_linear(b, o, w, bias)
+
+
+def _lower_norm(b: TensorBuilder, attrs: dict, x: Value, i: int) -> Value:
+    """LayerNorm over the last axis: the normalisation layers' pattern, then weight and bias."""
+    y = normalize(b, x, [-1], attrs["epsilon"])
+    y = b.binary("mul", y, b.weight(f"norm{i}.weight"))
+    return b.binary("add", y, b.weight(f"norm{i}.bias")) if b.has_weight(f"norm{i}.bias") else y
+
+
+def _lower_feed_forward(b: TensorBuilder, attrs: dict, x: Value) -> Value:
+    def linear_(name: str, t: Value) -> Value:
+        w = b.weight(f"{name}.weight")
+        bias = b.weight(f"{name}.bias") if attrs["use_bias"] else None
+        return lower_linear(b, t, w, bias)
+
+    return linear_("linear2", b.activation(attrs["activation"], linear_("linear1", x)))
+
+
+def _lower_block(b: TensorBuilder, attrs: dict, x: Value,
+                 sublayers: list[Callable[[Value], Value]]) -> Value:
+    """Residual sublayers with their norms numbered 1, 2, ...: pre-norm ``x + f(norm(x))`` or
+    post-norm ``norm(x + f(x))``, as the references."""
+    for i, f in enumerate(sublayers, start=1):
+        if attrs["norm_first"]:
+            x = b.binary("add", x, f(_lower_norm(b, attrs, x, i)))
+        else:
+            x = _lower_norm(b, attrs, b.binary("add", x, f(x)), i)
+    return x
+
+
+def _enc_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    return [_lower_block(b, attrs, xs[0], [
+        lambda t: _lower_self_attention(b, attrs, t, "self_attn", attrs["causal"]),
+        lambda t: _lower_feed_forward(b, attrs, t),
+    ])]
+
+
+def _dec_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    mem = xs[1]
+    return [_lower_block(b, attrs, xs[0], [
+        lambda t: _lower_self_attention(b, attrs, t, "self_attn", attrs["causal"]),
+        lambda t: _lower_cross_attention(b, attrs, t, mem, "multihead_attn"),
+        lambda t: _lower_feed_forward(b, attrs, t),
+    ])]
+
+
 def _block_flops(t: Dim, d: int, ff: int) -> Dim:
     """Feed-forward (two matmuls and the activation), a LayerNorm and residual add per sublayer."""
     return 4 * t * d * ff + t * ff + 9 * t * d
@@ -246,6 +347,7 @@ TRANSFORMER_ENCODER = register(LayerSpec(
     params=(_HEADS, _FF, *_common_params(False, ("is_causal",))),
     positional=("num_heads", "ff_dim", "dropout", "activation"),
     shape=_enc_shape, reference=_enc_reference, weights=_enc_weights, flops=_enc_flops,
+    lower=_enc_lower,
     aliases=("TransformerEncoderLayer",),
     doc="torch.nn.TransformerEncoderLayer (batch_first): self-attention and feed-forward.",
     example="TransformerEncoder(4, 128, activation=\"gelu\")",
@@ -261,6 +363,7 @@ TRANSFORMER_DECODER = register(LayerSpec(
     ),
     positional=("num_heads", "ff_dim", "memory", "dropout", "activation"),
     shape=_dec_shape, reference=_dec_reference, weights=_dec_weights, flops=_dec_flops,
+    lower=_dec_lower,
     aliases=("TransformerDecoderLayer",),
     doc="torch.nn.TransformerDecoderLayer (batch_first): causal self-attention, cross-attention "
         "over memory, feed-forward.",

@@ -17,6 +17,12 @@ _PASS_MODULES = (
     "neuralc.passes.dce",
     "neuralc.passes.cse",
     "neuralc.passes.canonicalize",
+    "neuralc.passes.simplify_inference",
+    "neuralc.passes.fold_batchnorm",
+    "neuralc.passes.layout",
+    "neuralc.passes.fusion",
+    "neuralc.passes.precision",
+    "neuralc.passes.memory_plan",
 )
 _loaded = False
 

@@ -1,0 +1,398 @@
+"""Spatial tensor ops: windowed and adaptive pooling, padding, resizing, transposed convolution.
+
+These extend the tensor dialect (``tensor.py``) with the primitives the convolution, pooling
+and resampling layers need and that the core ops cannot express faithfully:
+
+- ``tensor.pool``: a max or average over sliding windows (Keras's padding rules, padding never
+  counted); a windowed reduction is not a ``tensor.reduce`` (which removes whole axes).
+- ``tensor.adaptive_pool``: PyTorch's adaptive windows, whose bounds depend on the concrete
+  input size, so they cannot be static slices when the size is symbolic.
+- ``tensor.pad``: a constant fill around any axes (ZeroPadding; a backend's explicit padding).
+- ``tensor.resize``: nearest or (multi)linear resampling by integer factors, half-pixel centres.
+- ``tensor.conv_transpose``: the adjoint of ``tensor.conv``, with Keras's output length.
+
+As in ``tensor.py``, data is channels-last where the layout matters (the spatial axes are all
+but the first and the last), weights keep PyTorch's layouts, attributes are static, and sizes
+come from the (possibly symbolic) types, evaluated against the symbol sizes bound at run time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from neuralc.ir.core import Op
+from neuralc.ir.dialects.tensor import EvalContext, TensorOpDef, _ranked
+from neuralc.ir.dims import Dim
+from neuralc.ir.opdef import register_op
+from neuralc.ir.types import TensorType, shape_str
+from neuralc.layers.catalog import ShapeContext, ShapeError
+from neuralc.layers.common import (
+    adaptive_bounds,
+    effective_window,
+    pad_spatial,
+    sliding_windows,
+    spatial_pads,
+    transpose_crop,
+    transpose_out_dim,
+    window_out_dim,
+)
+
+# -- attribute checks shared by the ops ------------------------------------------------------
+
+
+def _int_list(v: Any, low: int) -> bool:
+    return isinstance(v, list) and bool(v) and all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= low for x in v)
+
+
+def _explicit_pads(p: Any) -> bool:
+    return isinstance(p, list) and bool(p) and all(
+        isinstance(q, list) and len(q) == 2
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in q) for q in p)
+
+
+def _check_lists(op: Op, names: tuple[str, ...], low: int) -> list[str]:
+    errs = []
+    lengths = set()
+    for k in names:
+        v = op.attributes.get(k)
+        if not _int_list(v, low):
+            word = "positive" if low == 1 else "non-negative"
+            errs.append(f"'{k}' must be a non-empty list of {word} ints")
+        else:
+            lengths.add(len(v))
+    if len(lengths) > 1:
+        errs.append(f"{', '.join(repr(k) for k in names)} must have one entry per spatial axis")
+    return errs
+
+
+def _spatial_input(op: Op, n: int) -> tuple[Dim, ...]:
+    """The channels-last operand 0 with ``n`` spatial axes, or a ShapeError."""
+    x = _ranked(op)
+    if len(x) != n + 2:
+        raise ShapeError(f"{op.name} with {n} spatial axes needs a channels-last operand of rank "
+                         f"{n + 2}, got {shape_str(x)}")
+    return x
+
+
+def _non_empty(op: Op, spatial: tuple[Dim, ...], x: tuple[Dim, ...]) -> None:
+    if any(isinstance(d, int) and d < 1 for d in spatial):
+        raise ShapeError(f"{op.name} gives an empty output {shape_str(spatial)} for input "
+                         f"{shape_str(x)}")
+
+
+# -- pooling ---------------------------------------------------------------------------------
+
+
+class PoolOp(TensorOpDef):
+    """Max or average over sliding windows on the spatial axes of channels-last input.
+
+    ``kind`` is "max" or "avg"; ``window`` and ``strides`` have one entry per spatial axis;
+    ``padding`` is "valid", "same" (Keras's split, the extra element at the end, resolved from
+    the concrete size) or explicit ``[[lo, hi], ...]`` (each below the window, so every window
+    holds a real element). Padding never takes part: max ignores it, avg divides by the number
+    of real elements in each window (Keras; PyTorch's ``count_include_pad=False``).
+    Output-fusible as in TVM (an elementwise epilogue fuses; the windowed read does not take a
+    prologue); precision follows the input (max is exact, avg accumulates in wide precision).
+    """
+
+    name = "tensor.pool"
+    num_operands = 1
+    fusion_kind = "output_fusible"
+    precision = "follow"
+
+    def verify(self, op: Op) -> list[str]:
+        a = op.attributes
+        errs = [] if a.get("kind") in ("max", "avg") else ["'kind' must be \"max\" or \"avg\""]
+        errs += _check_lists(op, ("window", "strides"), 1)
+        p = a.get("padding")
+        if isinstance(p, list):
+            if not _explicit_pads(p):
+                errs.append("explicit 'padding' must be [[lo, hi], ...]")
+            elif _int_list(a.get("window"), 1) and (
+                    len(p) != len(a["window"])
+                    or any(not 0 <= v < k for q, k in zip(p, a["window"]) for v in q)):
+                errs.append("explicit 'padding' needs one [lo, hi] per spatial axis, each in "
+                            "[0, window)")
+        elif p not in ("valid", "same"):
+            errs.append('\'padding\' must be "valid", "same" or [[lo, hi], ...]')
+        return errs
+
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
+        a = op.attributes
+        x = _spatial_input(op, len(a["window"]))
+        spatial = []
+        for i, (d, k, s) in enumerate(zip(x[1:-1], a["window"], a["strides"])):
+            if isinstance(a["padding"], list):
+                lo, hi = a["padding"][i]
+                spatial.append(window_out_dim(d + lo + hi, k, s, 1, "valid"))
+            else:
+                spatial.append(window_out_dim(d, k, s, 1, a["padding"]))
+        _non_empty(op, tuple(spatial), x)
+        return [op.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
+
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        a = op.attributes
+        x = args[0]
+        k, s = a["window"], a["strides"]
+        ones = [1] * len(k)
+        if isinstance(a["padding"], list):
+            pads = [(lo, hi) for lo, hi in a["padding"]]
+        else:
+            pads = spatial_pads(x.shape, k, s, ones, a["padding"])
+        axes = tuple(range(-len(k), 0))
+        wide = x.astype(np.float64)
+        if a["kind"] == "max":
+            win = sliding_windows(pad_spatial(wide, pads, -np.inf), k, s, ones)
+            return [win.max(axis=axes).astype(x.dtype)]
+        total = sliding_windows(pad_spatial(wide, pads), k, s, ones).sum(axis=axes)
+        real = pad_spatial(np.ones((1, *x.shape[1:-1], 1)), pads)
+        count = sliding_windows(real, k, s, ones).sum(axis=axes)
+        return [(total / count).astype(x.dtype)]
+
+
+class AdaptivePoolOp(TensorOpDef):
+    """Max or average over PyTorch's adaptive windows to a fixed ``output_size``.
+
+    Output ``i`` of a spatial axis of ``n`` elements pools ``[floor(i * n / out),
+    ceil((i + 1) * n / out))``: windows depend on the concrete size, so with a symbolic size
+    they are not static slices (a lowering uses ``tensor.pool`` or ``tensor.reduce`` where the
+    size is known to divide evenly). Windows are products of intervals, so the op is separable
+    per axis, which the reference uses. Output-fusible and precision-following, as ``tensor.pool``.
+    """
+
+    name = "tensor.adaptive_pool"
+    num_operands = 1
+    fusion_kind = "output_fusible"
+    precision = "follow"
+
+    def verify(self, op: Op) -> list[str]:
+        errs = [] if op.attributes.get("kind") in ("max", "avg") else [
+            "'kind' must be \"max\" or \"avg\""]
+        return errs + _check_lists(op, ("output_size",), 1)
+
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
+        out = op.attributes["output_size"]
+        x = _spatial_input(op, len(out))
+        return [op.operands[0].type.with_shape((x[0], *out, x[-1]))]
+
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        fn = np.max if op.attributes["kind"] == "max" else np.mean
+        y = args[0].astype(np.float64)
+        for axis, out in enumerate(op.attributes["output_size"], start=1):
+            if y.shape[axis] < 1:
+                raise ValueError(f"{op.name} cannot pool an empty axis {axis}")
+            index: list[Any] = [slice(None)] * y.ndim
+            parts = []
+            for lo, hi in adaptive_bounds(y.shape[axis], out):
+                index[axis] = slice(lo, hi)
+                parts.append(fn(y[tuple(index)], axis=axis, keepdims=True))
+            y = np.concatenate(parts, axis=axis)
+        return [y.astype(args[0].dtype)]
+
+
+# -- padding and resizing --------------------------------------------------------------------
+
+
+class PadOp(TensorOpDef):
+    """Pads every axis by ``pads[i] = [lo, hi]`` (non-negative) elements of ``value`` (0.0).
+
+    General over the axes (not only the spatial ones) so that any layout's explicit padding is
+    one op; cropping is ``tensor.slice``. Injective: it fuses into its consumers.
+    """
+
+    name = "tensor.pad"
+    num_operands = 1
+    fusion_kind = "injective"
+
+    def verify(self, op: Op) -> list[str]:
+        a = op.attributes
+        errs = []
+        if not (_explicit_pads(a.get("pads")) and all(v >= 0 for q in a["pads"] for v in q)):
+            errs.append("'pads' must be [[lo, hi], ...] of non-negative ints, one per axis")
+        v = a.get("value", 0.0)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            errs.append("'value' must be a number")
+        return errs
+
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
+        x = _ranked(op)
+        pads = op.attributes["pads"]
+        if len(pads) != len(x):
+            raise ShapeError(f"{op.name}: {len(pads)} [lo, hi] pairs for an operand of rank "
+                             f"{len(x)}")
+        return [op.operands[0].type.with_shape(tuple(d + lo + hi for d, (lo, hi) in zip(x, pads)))]
+
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        x = args[0]
+        pads = [(lo, hi) for lo, hi in op.attributes["pads"]]
+        value = op.attributes.get("value", 0.0)
+        return [np.pad(x, pads, mode="constant", constant_values=value).astype(x.dtype)]
+
+
+_RESIZE_MODES = ("nearest", "linear")
+
+
+def _linear_resample(x: np.ndarray, axis: int, factor: int) -> np.ndarray:
+    """Half-pixel linear resampling of one axis by an integer factor, edges clamped.
+
+    Output ``i`` reads source ``(i + 0.5) / factor - 0.5`` (clamped below at 0), interpolated
+    between its floor and the next element (clamped at the last).
+    """
+    size = x.shape[axis]
+    out = np.arange(size * factor)
+    src = np.clip((out + 0.5) / factor - 0.5, 0.0, None)
+    lo = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    hi = np.minimum(lo + 1, size - 1)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    frac = (src - lo).reshape(shape)
+    return np.take(x, lo, axis=axis) * (1.0 - frac) + np.take(x, hi, axis=axis) * frac
+
+
+class ResizeOp(TensorOpDef):
+    """Upsamples the spatial axes of channels-last input by integer factors ``scale``.
+
+    ``mode`` "nearest" repeats each element ``scale`` times (output ``i`` reads ``i //
+    scale``); "linear" interpolates along each spatial axis in turn (bilinear in 2-D,
+    trilinear in 3-D) with half-pixel centres and clamped edges: Keras 3's
+    ``image.resize``, PyTorch's ``interpolate(align_corners=False)``, ONNX's ``half_pixel``.
+    Injective, as in TVM: each output reads a fixed set of inputs.
+    """
+
+    name = "tensor.resize"
+    num_operands = 1
+    fusion_kind = "injective"
+
+    def verify(self, op: Op) -> list[str]:
+        errs = [] if op.attributes.get("mode") in _RESIZE_MODES else [
+            "'mode' must be \"nearest\" or \"linear\""]
+        return errs + _check_lists(op, ("scale",), 1)
+
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
+        scale = op.attributes["scale"]
+        x = _spatial_input(op, len(scale))
+        spatial = tuple(d * f for d, f in zip(x[1:-1], scale))
+        return [op.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
+
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        x = args[0]
+        scale = op.attributes["scale"]
+        if op.attributes["mode"] == "nearest":
+            y = x
+            for axis, f in enumerate(scale, start=1):
+                y = np.repeat(y, f, axis=axis)
+            return [y]
+        y = x.astype(np.float64)
+        for axis, f in enumerate(scale, start=1):
+            y = _linear_resample(y, axis, f)
+        return [y.astype(x.dtype)]
+
+
+# -- transposed convolution ------------------------------------------------------------------
+
+
+class ConvTransposeOp(TensorOpDef):
+    """Transposed convolution of channels-last input with a ``(in, out / groups, *k)`` weight.
+
+    Input position ``o`` with tap ``t`` lands on ``o * stride + t * dilation`` of the full
+    result, ``(size - 1) * stride + (k - 1) * dilation + 1`` long, which is then cut to the
+    output. ``padding`` "valid" or "same" gives Keras's output length
+    (``common.transpose_out_dim``, with ``output_padding`` when present) and crop (the smaller
+    half of the adjoint forward convolution's 'same' padding, ``common.transpose_crop``);
+    explicit ``[[lo, hi], ...]`` crops ``lo`` at the start and ``hi`` at the end, a negative
+    ``hi`` extending the end with zeros (PyTorch's padding and output_padding as ``[[p, p -
+    output_padding]]``). Positions past the full result receive nothing. Output-fusible and
+    low precision like ``tensor.conv`` (float32 accumulation).
+    """
+
+    name = "tensor.conv_transpose"
+    num_operands = 2
+    fusion_kind = "output_fusible"
+    precision = "low"
+
+    def verify(self, op: Op) -> list[str]:
+        a = op.attributes
+        errs = _check_lists(op, ("strides", "dilation"), 1)
+        if not (isinstance(a.get("groups"), int) and a["groups"] >= 1):
+            errs.append("'groups' must be a positive int")
+        p = a.get("padding")
+        if isinstance(p, list):
+            if not (_explicit_pads(p) and all(q[0] >= 0 for q in p)):
+                errs.append("explicit 'padding' must be [[lo, hi], ...] with lo >= 0")
+            if a.get("output_padding") is not None:
+                errs.append("'output_padding' goes with \"valid\" or \"same\" padding only")
+        elif p not in ("valid", "same"):
+            errs.append('\'padding\' must be "valid", "same" or [[lo, hi], ...]')
+        opad = a.get("output_padding")
+        if opad is not None and not _int_list(opad, 0):
+            errs.append("'output_padding' must be a list of non-negative ints")
+        return errs
+
+    def _geometry(self, op: Op, size: Dim, i: int, k: int) -> tuple[Dim, int | None]:
+        """Output length of spatial axis ``i``, and its start crop when it is static."""
+        a = op.attributes
+        s, d = a["strides"][i], a["dilation"][i]
+        if isinstance(a["padding"], list):
+            lo, hi = a["padding"][i]
+            return (size - 1) * s + effective_window(k, d) - lo - hi, lo
+        opad = a.get("output_padding")
+        out = transpose_out_dim(size, k, s, d, a["padding"], None if opad is None else opad[i])
+        if isinstance(size, int) and isinstance(out, int):
+            return out, transpose_crop(size, k, s, d, out)
+        return out, None
+
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
+        x, w = _ranked(op, 0), _ranked(op, 1)
+        a = op.attributes
+        nd = len(x) - 2
+        if nd < 1 or len(w) != nd + 2 or len(a["strides"]) != nd or len(a["dilation"]) != nd:
+            raise ShapeError(f"{op.name}: weight {shape_str(w)} does not fit input {shape_str(x)}")
+        for what in ("padding", "output_padding"):
+            v = a.get(what)
+            if isinstance(v, list) and len(v) != nd:
+                raise ShapeError(f"{op.name}: '{what}' needs {nd} entries, got {len(v)}")
+        ctx.unify(x[-1], w[0], f"{op.name} input channels")
+        if isinstance(w[0], int) and w[0] % a["groups"]:
+            raise ShapeError(f"{op.name}: {w[0]} input channels do not split into "
+                             f"{a['groups']} groups")
+        spatial = []
+        for i in range(nd):
+            k = w[2 + i]
+            assert isinstance(k, int)
+            spatial.append(self._geometry(op, x[1 + i], i, k)[0])
+        _non_empty(op, tuple(spatial), x)
+        return [op.operands[0].type.with_shape((x[0], *spatial, w[1] * a["groups"]))]
+
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        x, w = args[0].astype(np.float32), args[1].astype(np.float32)
+        a = op.attributes
+        s, d, g = a["strides"], a["dilation"], a["groups"]
+        k = list(w.shape[2:])
+        batch, spatial, c = x.shape[0], x.shape[1:-1], x.shape[-1]
+        cg, fg = c // g, w.shape[1]
+        full = [(n - 1) * si + effective_window(ki, di) for n, ki, si, di in zip(spatial, k, s, d)]
+        acc = np.zeros((batch, *full, fg * g), np.float32)
+        for tap in itertools.product(*(range(ki) for ki in k)):
+            wt = w[(slice(None), slice(None), *tap)]  # (C, F/g)
+            contrib = np.concatenate(
+                [x[..., gi * cg:(gi + 1) * cg] @ wt[gi * cg:(gi + 1) * cg] for gi in range(g)],
+                axis=-1)
+            where = tuple(slice(t * di, t * di + (n - 1) * si + 1, si)
+                          for t, di, n, si in zip(tap, d, spatial, s))
+            acc[(slice(None), *where, slice(None))] += contrib
+        geo = [self._geometry(op, n, i, ki) for i, (n, ki) in enumerate(zip(spatial, k))]
+        outs = [int(o) for o, _ in geo]
+        crops = [int(cr) for _, cr in geo]  # static: the sizes are concrete here
+        y = np.zeros((batch, *outs, fg * g), np.float32)
+        keep = [max(min(o, f - cr), 0) for o, f, cr in zip(outs, full, crops)]
+        y[(slice(None), *(slice(0, kp) for kp in keep), slice(None))] = \
+            acc[(slice(None), *(slice(cr, cr + kp) for cr, kp in zip(crops, keep)), slice(None))]
+        return [y.astype(args[0].dtype)]
+
+
+for _cls in (PoolOp, AdaptivePoolOp, PadOp, ResizeOp, ConvTransposeOp):
+    register_op(_cls())

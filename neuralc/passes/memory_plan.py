@@ -1,0 +1,117 @@
+"""``memory-plan``: a static plan that puts every intermediate buffer of a function into a
+numbered slot of one arena, reusing the slots of dead buffers.
+
+Buffers are the results of function-level kernels (``kernel.fused`` after fusion, every
+compute op before it); function inputs belong to the caller and constants to the weights, so
+neither is planned. Function results are planned like any other buffer; they live to the end,
+so the runtime copies them out (or hands out views valid until the next run).
+
+The plan walks the function in program order (:func:`~neuralc.passes.analysis.liveness`). A
+buffer is free once the op that reads it last has run; a new value takes the free slot that is
+provably at least as large (:func:`~neuralc.passes.analysis.provably_ge`, which holds for every
+symbol size in its ``dims`` range, symbols being at least 1), choosing the smallest such slot
+at the nominal sizes (best fit), else it opens a new slot of its own size. A slot never grows:
+with symbolic sizes "the larger of two" has no closed form unless one provably dominates, and
+sizes that cannot be compared (``batch * 64`` against ``seq * 8``) simply stay apart.
+
+The plan prints with the IR and parses back:
+
+- ``buffer = N`` on each result-producing kernel (a list for several results);
+- on the function: ``buffer_bytes`` (each slot's size, symbolic), ``peak_bytes`` (the arena
+  size, the sum of the slots, as an expression such as ``"batch * 1024 + 64"``), and
+  ``peak_bytes_nominal`` with the ``nominal_sizes`` it was taken at (batch = 1, others 64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from neuralc.ir.core import Module, Op, func_body
+from neuralc.ir.dims import Dim, symbols
+from neuralc.passes.analysis import (
+    LiveRange,
+    UnrankedError,
+    dim_text,
+    eval_dim,
+    liveness,
+    nominal_sizes,
+    provably_ge,
+    symbol_lower_bounds,
+)
+from neuralc.passes.base import Pass, PassContext
+from neuralc.passes.registry import register_pass
+
+PLAN_ATTRS = ("buffer_bytes", "peak_bytes", "peak_bytes_nominal", "nominal_sizes")
+
+
+@dataclass
+class Slot:
+    """One arena slot: its fixed size and the function-level index where it becomes free."""
+
+    index: int
+    size: Dim
+    free_after: int
+    values: list[LiveRange] = field(default_factory=list)
+
+
+@dataclass
+class MemoryPlan:
+    slots: list[Slot]
+    assignment: dict[int, int]  # id(value) -> slot index
+
+    @property
+    def peak(self) -> Dim:
+        total: Dim = 0
+        for s in self.slots:
+            total = total + s.size
+        return total
+
+
+def plan_function(func: Op, lows: dict[str, int], sizes: dict[str, int]) -> MemoryPlan:
+    """Assign every buffer of ``func`` a slot (linear scan, best fit among provable fits)."""
+    slots: list[Slot] = []
+    assignment: dict[int, int] = {}
+    for lr in liveness(func):
+        free = [s for s in slots if s.free_after < lr.start and provably_ge(s.size, lr.size, lows)]
+        if free:
+            slot = min(free, key=lambda s: (eval_dim(s.size, sizes), s.index))
+        else:
+            slot = Slot(len(slots), lr.size, -1)
+            slots.append(slot)
+        slot.free_after = max(slot.free_after, lr.end)
+        slot.values.append(lr)
+        assignment[id(lr.value)] = slot.index
+    return MemoryPlan(slots, assignment)
+
+
+@register_pass
+@dataclass
+class MemoryPlanPass(Pass):
+    name = "memory-plan"
+    level = "any"
+    summary = "assign intermediate buffers to reusable arena slots; record the peak bytes"
+
+    def run(self, module: Module, ctx: PassContext) -> None:
+        lows = symbol_lower_bounds(module)
+        sizes = nominal_sizes(module)
+        for func in module.funcs:
+            try:
+                plan = plan_function(func, lows, sizes)
+            except UnrankedError as e:
+                ctx.diags.error(f"memory-plan: {e}", func.location)
+                continue
+            for op in func_body(func).ops:
+                op.attributes.pop("buffer", None)
+                ids = [plan.assignment[id(r)] for r in op.results if id(r) in plan.assignment]
+                if ids:
+                    op.attributes["buffer"] = ids[0] if len(ids) == 1 else ids
+            for key in PLAN_ATTRS:
+                func.attributes.pop(key, None)
+            used: set[str] = set()
+            for slot in plan.slots:
+                used |= symbols(slot.size)
+            func.attributes["buffer_bytes"] = [dim_text(s.size) for s in plan.slots]
+            func.attributes["peak_bytes"] = dim_text(plan.peak)
+            func.attributes["peak_bytes_nominal"] = eval_dim(plan.peak, sizes)
+            if used:
+                func.attributes["nominal_sizes"] = {k: sizes[k] for k in sorted(used)}
