@@ -35,9 +35,12 @@ kw)`` (the recurrent convolution: stride 1, 'same' padding, as Keras), ``bias``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.dialects.tensor_loops import build_scan
 from neuralc.ir.dims import Dim
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.layers.activations import apply_activation
@@ -68,6 +71,10 @@ from neuralc.layers.common import (
     static_dim,
     window_out_dim,
 )
+
+if TYPE_CHECKING:
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 # Element-wise work per unit and step beyond the matmuls, counted one flop per op:
@@ -289,9 +296,131 @@ def _recurrent_spec(kind: str) -> LayerSpec:
     return register(LayerSpec(
         name=kind, params=_rnn_params(kind), positional=positional,
         shape=_make_shape(kind), reference=_make_reference(kind), weights=_make_weights(kind),
-        flops=_make_flops(kind), num_results=_num_results(kind),
+        flops=_make_flops(kind), num_results=_num_results(kind), lower=_make_lower(kind),
         doc=_DOCS[kind], example=_EXAMPLES[kind],
     ))
+
+
+# -- lowering to tensor ops ------------------------------------------------------------------------
+#
+# The input projection of every step is one tensor.matmul over (batch, time, features) (for
+# ConvLSTM2D one tensor.conv over the batch * time frames), with its bias, outside the loop;
+# only the recurrence runs in a ``tensor.scan`` (neuralc/ir/dialects/tensor_loops.py), whose
+# body holds the recurrent matmul/conv, the gate slices, the activations and the state update
+# as ordinary tensor ops, and reads the recurrent weights as operands. States start as zero
+# fills. ``go_backwards`` is the scan's ``reverse``; the scan stores step t's output at t, so
+# Keras's processed-order sequence is a tensor.reverse of it (Bidirectional asks for time order
+# and needs none). Without ``return_sequences`` the output is the final state and the scan
+# stacks nothing.
+
+WeightFn = Callable[[str], "Value"]
+
+
+def _float32(b: TensorBuilder, x: Value) -> Value:
+    """The layer computes in float32 (its results are f32 whatever float the input is)."""
+    return x if x.type.dtype == "f32" else b.op("tensor.cast", [x], {"to": "f32"})
+
+
+def _gate(b: TensorBuilder, z: Value, k: int, size: int) -> Value:
+    """Gate ``k`` of ``z``: its ``k``-th block of ``size`` features on the last axis."""
+    return b.op("tensor.slice", [z], {"axis": -1, "size": size, "start": k * size})
+
+
+def _linear(b: TensorBuilder, x: Value, w: Value, bias: Value | None) -> Value:
+    """``x @ w.T (+ bias)``: the matmul with its bias as an epilogue."""
+    y = b.op("tensor.matmul", [x, w], {"transpose_b": True})
+    return y if bias is None else b.binary("add", y, bias)
+
+
+def _lstm_update(b: TensorBuilder, z: Value, c: Value, act: str, rec: str,
+                 u: int) -> tuple[Value, Value]:
+    """``c' = rec(f) * c + rec(i) * act(g)``, ``h' = rec(o) * act(c')`` from the pre-activations
+    ``z`` (gates i, f, g, o on the last axis); returns (h', c')."""
+    i, f, g, o = (_gate(b, z, k, u) for k in range(4))
+    c_new = b.binary("add", b.binary("mul", b.activation(rec, f), c),
+                     b.binary("mul", b.activation(rec, i), b.activation(act, g)))
+    h_new = b.binary("mul", b.activation(rec, o), b.activation(act, c_new))
+    return h_new, c_new
+
+
+def lower_recurrent(kind: str, b: TensorBuilder, attrs: dict, x: Value,
+                    weight: WeightFn | None = None, time_order: bool = False) -> list[Value]:
+    """SimpleRNN/LSTM/GRU over ``x`` as tensor ops: [output, *final states] as the reference.
+
+    ``weight(param)`` gives a weight constant (default ``b.weight``; Bidirectional's backward
+    copy reads the ``_reverse`` names). ``time_order``: a backward sequence output is stored in
+    input time order instead of Keras's processed order (what Bidirectional wants).
+    """
+    w = weight or b.weight
+    u = attrs["units"]
+    act, rec = attrs["activation"], attrs.get("recurrent_activation", "sigmoid")
+    bias = attrs["use_bias"]
+    x = _float32(b, x)
+    assert x.type.shape is not None
+    xw = _linear(b, x, w("weight_ih_l0"), w("bias_ih_l0") if bias else None)
+    zeros = b.op("tensor.constant", [], {"value": 0.0}, TensorType((x.type.shape[0], u), "f32"))
+    w_hh = w("weight_hh_l0")
+    b_hh = w("bias_hh_l0") if bias else None
+    split = kind == "GRU" and not attrs["reset_after"]
+    if split:
+        # Keras's original GRU: W_hn multiplies r * h, so the recurrent weights split into the
+        # r, z rows and the n rows, once, outside the loop.
+        def rows(v: Value, start: int, size: int) -> Value:
+            return b.op("tensor.slice", [v], {"axis": 0, "size": size, "start": start})
+        reads = [rows(w_hh, 0, 2 * u), rows(w_hh, 2 * u, u)]
+        names = ["weight_hh_rz", "weight_hh_n"]
+        if b_hh is not None:
+            reads += [rows(b_hh, 0, 2 * u), rows(b_hh, 2 * u, u)]
+            names += ["bias_hh_rz", "bias_hh_n"]
+    else:
+        reads = [w_hh] + ([b_hh] if b_hh is not None else [])
+        names = ["weight_hh"] + (["bias_hh"] if b_hh is not None else [])
+    seq_out = attrs["return_sequences"]
+
+    def step(bb: TensorBuilder, xs: list[Value], states: list[Value],
+             ws: list[Value]) -> tuple[list[Value], list[Value]]:
+        (xt,), h = xs, states[0]
+        if split:
+            w_rz, w_n = ws[0], ws[1]
+            b_rz, b_n = (ws[2], ws[3]) if len(ws) == 4 else (None, None)
+        else:
+            hw = _linear(bb, h, ws[0], ws[1] if len(ws) > 1 else None)
+        if kind == "SimpleRNN":
+            new = [bb.activation(act, bb.binary("add", hw, xt))]
+        elif kind == "LSTM":
+            new = list(_lstm_update(bb, bb.binary("add", hw, xt), states[1], act, rec, u))
+        else:
+            x_r, x_z, x_n = (_gate(bb, xt, k, u) for k in range(3))
+            if split:
+                hw = _linear(bb, h, w_rz, b_rz)
+            r = bb.activation(rec, bb.binary("add", x_r, _gate(bb, hw, 0, u)))
+            z = bb.activation(rec, bb.binary("add", x_z, _gate(bb, hw, 1, u)))
+            if split:
+                hn = _linear(bb, bb.binary("mul", r, h), w_n, b_n)  # W_hn (r * h) + b_hn
+            else:
+                hn = bb.binary("mul", r, _gate(bb, hw, 2, u))  # r * (W_hn h + b_hn)
+            n = bb.activation(act, bb.binary("add", x_n, hn))
+            one_minus_z = bb.binary("sub", bb.scalar(1.0), z)
+            new = [bb.binary("add", bb.binary("mul", one_minus_z, n), bb.binary("mul", z, h))]
+        return ([new[0]] if seq_out else []), new
+
+    n_states = 2 if kind == "LSTM" else 1
+    outs, finals = build_scan(b, [xw], [zeros] * n_states, reads, step,
+                              reverse=attrs["go_backwards"],
+                              names=(["x_t"], ["h", "c"][:n_states], names))
+    if seq_out:
+        y = outs[0]
+        if attrs["go_backwards"] and not time_order:
+            y = b.op("tensor.reverse", [y], {"axes": [1]})  # Keras: in processed order
+    else:
+        y = finals[0]
+    return [y, *finals] if attrs["return_state"] else [y]
+
+
+def _make_lower(kind: str) -> Callable[[TensorBuilder, dict, list[Value]], list[Value]]:
+    def lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+        return lower_recurrent(kind, b, attrs, xs[0])
+    return lower
 
 
 SIMPLE_RNN = _recurrent_spec("SimpleRNN")
@@ -407,6 +536,44 @@ def _conv_lstm_check(attrs: dict) -> None:
         )
 
 
+def _conv_lstm_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """The input convolution over all batch * time frames at once, then a scan whose body is
+    the recurrent 'same' convolution and the LSTM update on channels-last states."""
+    x = _float32(b, xs[0])
+    assert x.type.shape is not None
+    n, t, *image = x.type.shape
+    f = attrs["filters"]
+    frames = b.reshape(x, (n * t, *image))
+    xw = b.op("tensor.conv", [frames, b.weight("weight_ih")],
+              {"dilation": list(attrs["dilation_rate"]), "groups": 1,
+               "padding": attrs["padding"], "strides": list(attrs["strides"])})
+    if attrs["use_bias"]:
+        xw = b.binary("add", xw, b.weight("bias"))
+    assert xw.type.shape is not None
+    _, oh, ow, gates = xw.type.shape
+    xw = b.reshape(xw, (n, t, oh, ow, gates))
+    zeros = b.op("tensor.constant", [], {"value": 0.0}, TensorType((n, oh, ow, f), "f32"))
+    act, rec = attrs["activation"], attrs["recurrent_activation"]
+
+    def step(bb: TensorBuilder, seqs: list[Value], states: list[Value],
+             ws: list[Value]) -> tuple[list[Value], list[Value]]:
+        hw = bb.op("tensor.conv", [states[0], ws[0]],
+                   {"dilation": [1, 1], "groups": 1, "padding": "same", "strides": [1, 1]})
+        h_new, c_new = _lstm_update(bb, bb.binary("add", hw, seqs[0]), states[1], act, rec, f)
+        return ([h_new] if attrs["return_sequences"] else []), [h_new, c_new]
+
+    outs, (h, c) = build_scan(b, [xw], [zeros, zeros], [b.weight("weight_hh")], step,
+                              reverse=attrs["go_backwards"],
+                              names=(["x_t"], ["h", "c"], ["weight_hh"]))
+    if attrs["return_sequences"]:
+        y = outs[0]
+        if attrs["go_backwards"]:
+            y = b.op("tensor.reverse", [y], {"axes": [1]})  # Keras: in processed order
+    else:
+        y = h
+    return [y, h, c] if attrs["return_state"] else [y]
+
+
 CONV_LSTM2D = register(LayerSpec(
     name="ConvLSTM2D",
     params=(
@@ -427,7 +594,7 @@ CONV_LSTM2D = register(LayerSpec(
     ),
     positional=("filters", "kernel_size", "strides", "padding"),
     shape=_conv_lstm_shape, reference=_conv_lstm_reference, weights=_conv_lstm_weights,
-    flops=_conv_lstm_flops, check=_conv_lstm_check,
+    flops=_conv_lstm_flops, check=_conv_lstm_check, lower=_conv_lstm_lower,
     num_results=lambda attrs: 3 if attrs["return_state"] else 1,
     doc="LSTM whose transforms are 2-D convolutions, over (batch, time, height, width, "
         "channels); gates i, f, g, o.",

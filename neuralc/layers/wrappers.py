@@ -20,7 +20,7 @@ the result. Its weights are the wrapped layer's own names under the wrapper's na
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +39,11 @@ from neuralc.layers.catalog import (
     lookup,
     register,
 )
-from neuralc.layers.recurrent import RECURRENT_KINDS
+from neuralc.layers.recurrent import RECURRENT_KINDS, lower_recurrent
+
+if TYPE_CHECKING:
+    from neuralc.ir.core import Value
+    from neuralc.passes.tensor_builder import TensorBuilder
 
 REVERSE = "_reverse"
 
@@ -135,6 +139,24 @@ def _bidi_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> D
     return 2 * spec.flops(a, ins, inner_outs) + merge * product(list(y[1:]))
 
 
+def _bidi_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Both directions as scans (the backward one with ``reverse``, its sequence output kept in
+    time order, so no flip is needed), merged with tensor.concat or an elementwise op."""
+    spec, a = inner_layer(attrs["layer"])
+    y_f, *s_f = lower_recurrent(spec.name, b, a, xs[0])
+    y_b, *s_b = lower_recurrent(spec.name, b, dict(a, go_backwards=True), xs[0],
+                                weight=lambda p: b.weight(p + REVERSE), time_order=True)
+    mode = attrs["merge_mode"]
+    if mode == "concat":
+        assert y_f.type.shape is not None
+        y = b.op("tensor.concat", [y_f, y_b], {"axis": len(y_f.type.shape) - 1})
+    elif mode == "ave":
+        y = b.binary("mul", b.binary("add", y_f, y_b), b.scalar(0.5))  # exact: halving
+    else:
+        y = b.binary({"sum": "add", "mul": "mul"}[mode], y_f, y_b)
+    return [y, *s_f, *s_b]
+
+
 BIDIRECTIONAL = register(LayerSpec(
     name="Bidirectional",
     params=(
@@ -145,7 +167,7 @@ BIDIRECTIONAL = register(LayerSpec(
     ),
     positional=("layer", "merge_mode"),
     shape=_bidi_shape, reference=_bidi_reference, weights=_bidi_weights, flops=_bidi_flops,
-    check=_bidi_check, num_results=_bidi_results,
+    check=_bidi_check, num_results=_bidi_results, lower=_bidi_lower,
     doc="Runs a recurrent layer forwards and backwards and merges the outputs; backward "
         "weights end in _reverse as torch's bidirectional modules.",
     example="Bidirectional(LSTM(64, return_sequences=true))",
@@ -211,6 +233,21 @@ def _td_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim
     return ins[0].shape[1] * spec.flops(a, [step_in], [step_out])
 
 
+def _td_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
+    """Fold (batch, time, ...) into (batch * time, ...), run the wrapped layer's own lowering
+    rule with this builder (so its weights are this layer's ``<name>.<param>``), unfold."""
+    spec, a = inner_layer(attrs["layer"])
+    if spec.lower is None:
+        raise NotImplementedError(
+            f"TimeDistributed cannot lower {spec.name}: {spec.name} has no tensor lowering rule")
+    x = xs[0]
+    assert x.type.shape is not None
+    n, t, *rest = x.type.shape
+    (y,) = spec.lower(b, a, [b.reshape(x, (n * t, *rest))])
+    assert y.type.shape is not None
+    return [b.reshape(y, (n, t, *y.type.shape[1:]))]
+
+
 TIME_DISTRIBUTED = register(LayerSpec(
     name="TimeDistributed",
     params=(
@@ -219,7 +256,7 @@ TIME_DISTRIBUTED = register(LayerSpec(
     ),
     positional=("layer",),
     shape=_td_shape, reference=_td_reference, weights=_td_weights, flops=_td_flops,
-    check=_td_check,
+    check=_td_check, lower=_td_lower,
     doc="Applies a layer to every step of axis 1: (batch, time, ...) -> (batch, time, ...'), "
         "one set of weights.",
     example='TimeDistributed(Dense(64, "relu"))',

@@ -1,0 +1,373 @@
+"""Loops over a tensor axis: ``tensor.scan`` (a region run once per step), its terminator
+``tensor.scan_yield``, and ``tensor.reverse`` (a flip, for sequences read last to first).
+
+The recurrent layers (SimpleRNN, LSTM, GRU, ConvLSTM2D, Bidirectional) lower to these: the input
+projection of every step is one ``tensor.matmul``/``tensor.conv`` over the whole sequence
+outside the loop, and only the step that depends on the previous one runs inside a scan. The
+body is made of ordinary tensor ops, so any recurrence lowers to the same op and a backend
+needs one loop construct, not one kernel per layer kind.
+
+``tensor.scan`` (JAX's ``lax.scan``, ONNX's ``Scan``):
+
+- operands: ``num_scanned`` sequences, then ``num_carried`` initial states, then the values
+  the body reads (weights); the body block takes, in that order, one step of each sequence
+  (the sequence without its ``axis``), the current states, and the read values;
+- the body ends with ``tensor.scan_yield(step outputs..., new states...)``;
+- results: each step output stacked along ``axis`` (so a scan of length ``T`` over
+  ``(batch, T, f)`` gives ``(batch, T, units)``), then the final states;
+- ``reverse`` runs the steps last to first; step ``t``'s output is still stored at ``t`` (the
+  stacked outputs line up with the input in both directions, as in JAX and torch's
+  bidirectional modules; Keras's ``go_backwards`` order is a ``tensor.reverse`` of them).
+
+Decision: the body reads nothing from outside the scan (every weight it uses is an operand),
+although the verifier would allow it (the op does not declare ``isolated_from_above``). So
+the reference semantics need only the operand arrays, and the fusion pass, which turns the
+values a kernel reads from outside into its operands, wraps a scan without looking inside.
+The scan's verifier enforces it. The time axis may be symbolic; a scan of length 0 gives
+empty stacked outputs and returns its initial states.
+
+Fusion kind opaque: the loop carries a dependence from step to step, so nothing fuses across
+it (its body can be fused on its own later). Precision never: the states are accumulated over
+every step, so the whole recurrence stays float32; the input projection outside the loop is
+an ordinary matmul and may run in low precision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from neuralc.ir.core import Block, BlockArgument, Op, OpResult, Region, Value
+from neuralc.ir.dialects.tensor import (
+    EvalContext,
+    TensorOpDef,
+    _axes,
+    _np_dtype,
+    _ranked,
+    concrete,
+)
+from neuralc.ir.dims import Dim
+from neuralc.ir.opdef import lookup_op, register_op
+from neuralc.ir.types import TensorType, shape_str, unranked
+from neuralc.layers.catalog import ShapeContext, ShapeError
+
+if TYPE_CHECKING:
+    from neuralc.passes.tensor_builder import TensorBuilder
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _defined_inside(op: Op) -> set[int]:
+    """Ids of every block argument and op result inside ``op``'s regions."""
+    out: set[int] = set()
+    for region in op.regions:
+        for block in region.blocks:
+            out.update(id(a) for a in block.args)
+            for inner in block.ops:
+                out.update(id(r) for r in inner.results)
+                out |= _defined_inside(inner)
+    return out
+
+
+def _without(shape: tuple[Dim, ...], axis: int) -> tuple[Dim, ...]:
+    return shape[:axis] + shape[axis + 1:]
+
+
+def _with(shape: tuple[Dim, ...], axis: int, d: Dim) -> tuple[Dim, ...]:
+    return shape[:axis] + (d,) + shape[axis:]
+
+
+class ScanOp(TensorOpDef):
+    """A loop over ``axis`` of its sequences, carrying states; see the module docstring."""
+
+    name = "tensor.scan"
+    num_operands = None
+    num_results = None
+    num_regions = 1
+    fusion_kind = "opaque"
+    precision = "never"
+
+    # -- structure ---------------------------------------------------------------------
+    def split(self, op: Op) -> tuple[int, int]:
+        """(number of scanned sequences, number of carried states)."""
+        return int(op.attributes["num_scanned"]), int(op.attributes["num_carried"])
+
+    def verify(self, op: Op) -> list[str]:
+        a = op.attributes
+        errs: list[str] = []
+        if not (_is_int(a.get("num_scanned")) and a["num_scanned"] >= 1):
+            errs.append("'num_scanned' must be a positive int")
+        if not (_is_int(a.get("num_carried")) and a["num_carried"] >= 0):
+            errs.append("'num_carried' must be a non-negative int")
+        if not (_is_int(a.get("axis")) and a["axis"] >= 0):
+            errs.append("'axis' must be a non-negative int")
+        if not isinstance(a.get("reverse"), bool):
+            errs.append("'reverse' must be a bool")
+        if errs:
+            return errs
+        ns, nc = self.split(op)
+        if len(op.operands) < ns + nc:
+            errs.append(f"has {len(op.operands)} operands, fewer than its {ns} sequences and "
+                        f"{nc} states")
+        blocks = op.regions[0].blocks
+        if len(blocks) != 1:
+            return errs + ["needs exactly one block"]
+        body = blocks[0]
+        if len(body.args) != len(op.operands):
+            errs.append(f"has {len(op.operands)} operands but its block takes {len(body.args)}")
+        term = body.terminator
+        if term is None or term.name != "tensor.scan_yield":
+            return errs + ["its body must end with tensor.scan_yield"]
+        if len(term.operands) < nc:
+            errs.append(f"yields {len(term.operands)} values, fewer than its {nc} states")
+        elif len(term.operands) != len(op.results):
+            errs.append(f"yields {len(term.operands)} values for {len(op.results)} results")
+        inside = _defined_inside(op)
+        for inner in op.walk():
+            if inner is op:
+                continue
+            for i, v in enumerate(inner.operands):
+                if id(v) not in inside:
+                    errs.append(f"its body reads a value from outside ({inner.name} operand "
+                                f"#{i}); pass it as an operand of the scan")
+        if errs or len(body.args) != len(op.operands):
+            return errs
+        for i, (v, arg) in enumerate(zip(op.operands, body.args)):
+            want = v.type
+            if i < ns and want.shape is not None:
+                if a["axis"] >= len(want.shape):
+                    errs.append(f"axis {a['axis']} is out of range for sequence {i} "
+                                f"{shape_str(want.shape)}")
+                    continue
+                want = want.with_shape(_without(want.shape, a["axis"]))
+            errs += _type_problems(arg.type, want, f"block argument {i}")
+        n_out = len(term.operands) - nc
+        for k in range(nc):
+            errs += _type_problems(term.operands[n_out + k].type, op.operands[ns + k].type,
+                                   f"yielded state {k}")
+            errs += _type_problems(op.results[n_out + k].type, op.operands[ns + k].type,
+                                   f"final state {k}")
+        return errs
+
+    # -- shapes ------------------------------------------------------------------------
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
+        ns, nc = self.split(op)
+        axis = int(op.attributes["axis"])
+        body = op.regions[0].blocks[0]
+        length: Dim | None = None
+        for i in range(ns):
+            shape = _ranked(op, i)
+            if axis >= len(shape):
+                raise ShapeError(f"{op.name}: axis {axis} is out of range for sequence "
+                                 f"{shape_str(shape)}")
+            length = shape[axis] if length is None else ctx.unify(
+                length, shape[axis], f"{op.name} length of sequence {i}")
+        assert length is not None
+        for i, arg in enumerate(body.args):
+            shape = tuple(ctx.resolve(d) for d in _ranked(op, i))
+            arg.type = op.operands[i].type.with_shape(_without(shape, axis) if i < ns else shape)
+        term = _infer_block(body, ctx, op.name)
+        n_out = len(term.operands) - nc
+        if n_out < 0:
+            raise ShapeError(f"{op.name} yields fewer values than its {nc} states")
+        outs: list[TensorType] = []
+        for k, v in enumerate(term.operands[:n_out]):
+            if v.type.shape is None or len(v.type.shape) < axis:
+                raise ShapeError(f"{op.name}: step output {k} has no axis {axis} to stack on")
+            outs.append(v.type.with_shape(_with(v.type.shape, axis, ctx.resolve(length))))
+        finals: list[TensorType] = []
+        for k in range(nc):
+            init, new = op.operands[ns + k].type, term.operands[n_out + k].type
+            assert init.shape is not None
+            if init.dtype != new.dtype or new.shape is None or len(init.shape) != len(new.shape):
+                raise ShapeError(f"{op.name}: state {k} starts as {init} but the body yields "
+                                 f"{new}")
+            for j, (d, e) in enumerate(zip(init.shape, new.shape)):
+                ctx.unify(d, e, f"{op.name} state {k} axis {j}")
+            finals.append(init.with_shape(tuple(ctx.resolve(d) for d in init.shape)))
+        return outs + finals
+
+    # -- semantics ---------------------------------------------------------------------
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        ns, nc = self.split(op)
+        axis = int(op.attributes["axis"])
+        seqs, states, reads = args[:ns], list(args[ns:ns + nc]), args[ns + nc:]
+        body = op.regions[0].blocks[0]
+        n_out = len(op.results) - nc
+        length = seqs[0].shape[axis]
+        steps = range(length - 1, -1, -1) if op.attributes["reverse"] else range(length)
+        stacked: list[list[np.ndarray | None]] = [[None] * length for _ in range(n_out)]
+        for t in steps:
+            step = [np.take(x, t, axis=axis) for x in seqs]
+            ys = run_block(body, [*step, *states, *reads], ctx)
+            for k in range(n_out):
+                stacked[k][t] = ys[k]
+            states = ys[n_out:]
+        outs: list[np.ndarray] = []
+        for k in range(n_out):
+            t = op.results[k].type
+            if length == 0:
+                outs.append(np.zeros(concrete(t, ctx), _np_dtype(t.dtype)))
+            else:
+                outs.append(np.stack(stacked[k], axis=axis))  # type: ignore[arg-type]
+        return outs + [np.asarray(s) for s in states]
+
+
+def _type_problems(got: TensorType, want: TensorType, what: str) -> list[str]:
+    """Element type and rank must agree; static sizes too (symbols may be renamed later by
+    shape inference outside the body, so only numbers are compared)."""
+    if got.dtype != want.dtype:
+        return [f"{what} is {got}, expected {want}"]
+    if got.shape is None or want.shape is None:
+        return []
+    if len(got.shape) != len(want.shape) or any(
+            _is_int(d) and _is_int(e) and d != e for d, e in zip(got.shape, want.shape)):
+        return [f"{what} is {got}, expected {want}"]
+    return []
+
+
+def _infer_block(body: Block, ctx: ShapeContext, owner: str) -> Op:
+    """Type every op of ``body`` in order; returns its terminator."""
+    for inner in body.ops:
+        if inner.name == "tensor.scan_yield":
+            return inner
+        opdef = lookup_op(inner.name)
+        if opdef is None:
+            raise ShapeError(f"unknown op '{inner.name}' in {owner}")
+        for v in inner.operands:
+            if v.type.shape is not None:
+                v.type = v.type.with_shape(tuple(ctx.resolve(d) for d in v.type.shape))
+        for r, t in zip(inner.results, opdef.infer_types(inner, ctx)):
+            r.type = t
+    raise ShapeError(f"{owner} body without tensor.scan_yield")
+
+
+def run_block(body: Block, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    """Run ``body`` on ``args`` (its block arguments) with each op's reference semantics;
+    returns what its terminator yields."""
+    env = {id(a): x for a, x in zip(body.args, args)}
+    for inner in body.ops:
+        ins = [env[id(v)] for v in inner.operands]
+        if inner.name == "tensor.scan_yield":
+            return ins
+        opdef = lookup_op(inner.name)
+        assert opdef is not None, inner.name
+        for r, y in zip(inner.results, opdef.evaluate(inner, ins, ctx)):
+            env[id(r)] = np.asarray(y)
+    raise AssertionError("a scan body without tensor.scan_yield")
+
+
+class ScanYieldOp(TensorOpDef):
+    """Ends a ``tensor.scan`` body: the step's outputs, then the new states."""
+
+    name = "tensor.scan_yield"
+    num_operands = None
+    num_results = 0
+    fusion_kind = "none"
+
+    def verify(self, op: Op) -> list[str]:
+        parent = op.parent_op()
+        if parent is None or parent.name != "tensor.scan":
+            return ["tensor.scan_yield must end a tensor.scan body"]
+        assert op.parent is not None
+        if op.parent.terminator is not op:
+            return ["tensor.scan_yield must be the last op of its block"]
+        return []
+
+
+class ReverseOp(TensorOpDef):
+    """``x`` with the order of its elements along ``axes`` reversed (``np.flip``, TOSA and
+    StableHLO ``reverse``). Used where a sequence is read last to first (Keras's
+    ``go_backwards`` output order)."""
+
+    name = "tensor.reverse"
+    num_operands = 1
+    fusion_kind = "injective"
+
+    def verify(self, op: Op) -> list[str]:
+        axes = op.attributes.get("axes")
+        if not (isinstance(axes, list) and axes and all(_is_int(a) for a in axes)):
+            return ["'axes' must be a non-empty list of ints"]
+        return []
+
+    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
+        shape = _ranked(op)
+        axes = _axes(op.attributes["axes"], len(shape), op.name)
+        if len(set(axes)) != len(axes):
+            raise ShapeError(f"{op.name}: axes {op.attributes['axes']} repeat an axis")
+        return [op.operands[0].type.with_shape(shape)]
+
+    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        x = args[0]
+        return [np.flip(x, axis=tuple(a % x.ndim for a in op.attributes["axes"])).copy()]
+
+    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+        # reverse(reverse(y, axes), axes) == y
+        inner = getattr(op.operands[0], "op", None)
+        if inner is None or inner.name != self.name or op.operands[0].type.shape is None:
+            return False
+        rank = len(op.operands[0].type.shape)
+        mine = {a % rank for a in op.attributes["axes"]}
+        if mine != {a % rank for a in inner.attributes["axes"]}:
+            return False
+        rewriter.replace_op(op, [inner.operands[0]])
+        return True
+
+
+SCAN = register_op(ScanOp())
+register_op(ScanYieldOp())
+register_op(ReverseOp())
+
+
+# -- building a scan while lowering ----------------------------------------------------------
+
+# (body builder, step inputs, states, read values) -> (step outputs, new states)
+ScanBody = Callable[["TensorBuilder", list[Value], list[Value], list[Value]],
+                    tuple[list[Value], list[Value]]]
+
+
+def build_scan(b: TensorBuilder, seqs: list[Value], init: list[Value], reads: list[Value],
+               body: ScanBody, *, reverse: bool = False, axis: int = 1,
+               names: tuple[list[str], list[str], list[str]] | None = None
+               ) -> tuple[list[Value], list[Value]]:
+    """Insert a ``tensor.scan`` before ``b``'s graph op; returns (stacked outputs, finals).
+
+    ``body`` builds the step with a builder whose ops go into the scan's block (each typed at
+    once, with the graph op's location) from the block arguments it is given. ``names`` are
+    hints for the block arguments, so the printed body reads ``%h``, ``%c``.
+    """
+    from neuralc.passes.tensor_builder import TensorBuilder  # passes build on the dialects
+
+    block = Block()
+    hints = names or ([], [], [])
+    groups: list[list[BlockArgument]] = [[], [], []]
+    for g, vals in enumerate((seqs, init, reads)):
+        for i, v in enumerate(vals):
+            t = v.type
+            assert t.shape is not None, "build_scan needs typed operands"
+            if g == 0:
+                t = t.with_shape(_without(t.shape, axis))
+            hint = hints[g][i] if i < len(hints[g]) else None
+            groups[g].append(block.add_arg(t, hint))
+    term = Op("tensor.scan_yield", [], [], {}, location=b.anchor.location)
+    block.append(term)
+    inner = TensorBuilder(term, {}, b.unifier)
+    outs, new = body(inner, list(groups[0]), list(groups[1]), list(groups[2]))
+    assert len(new) == len(init), "the body must yield one new value per state"
+    term.set_operands([*outs, *new])
+    attrs = {"axis": axis, "num_carried": len(init), "num_scanned": len(seqs),
+             "reverse": reverse}
+    op = Op("tensor.scan", [*seqs, *init, *reads], [unranked()] * (len(outs) + len(init)),
+            attrs, regions=[Region([block])], location=b.anchor.location)
+    assert b.anchor.parent is not None
+    b.anchor.parent.insert_before(b.anchor, op)
+    b.created.append(op)
+    for r, t in zip(op.results, SCAN.infer_types(op, b.unifier)):
+        r.type = t
+    results: list[OpResult] = list(op.results)
+    return list(results[:len(outs)]), list(results[len(outs):])
+
