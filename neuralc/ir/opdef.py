@@ -49,6 +49,17 @@ class OpDef:
         raise NotImplementedError(f"{self.name} has no reference semantics")
 
 
+def evaluate_op(opdef: OpDef, op: Op, args: list[np.ndarray], ctx: Any) -> list[np.ndarray]:
+    """``opdef.evaluate`` plus the element type's rounding: a bf16 result is held in float32
+    rounded to bf16, wherever the op runs (top level, a fused kernel body, a scan body)."""
+    outs = opdef.evaluate(op, args, ctx)
+    if any(r.type.dtype == "bf16" for r in op.results):
+        from neuralc.ir.dialects.tensor import round_bf16
+
+        outs = [round_bf16(o) if r.type.dtype == "bf16" else o for r, o in zip(op.results, outs)]
+    return outs
+
+
 _REGISTRY: dict[str, OpDef] = {}
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from neuralc.ir.core import Module, Rewriter, func_body
 from neuralc.layers import catalog
+from neuralc.layers.catalog import ShapeError
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
 from neuralc.passes.shape_infer import Unifier
@@ -39,7 +40,12 @@ class LowerToTensorPass(Pass):
                     continue
                 ins = [v.type for v in op.operands]
                 b = TensorBuilder(op, spec.weights(op.attributes, ins), unifier)
-                outs = spec.lower(b, op.attributes, list(op.operands))
+                try:
+                    outs = spec.lower(b, op.attributes, list(op.operands))
+                except (NotImplementedError, ShapeError) as e:
+                    ctx.diags.error(f"{spec.name} '{op.attributes.get('name')}' cannot be "
+                                    f"lowered to tensor ops: {e}", op.location)
+                    continue
                 for old, new in zip(op.results, outs):
                     if old.type.shape is not None and new.type != old.type:
                         raise AssertionError(

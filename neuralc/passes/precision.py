@@ -255,29 +255,3 @@ class PrecisionPass(Pass):
         for func in module.funcs:
             _Converter(self.mode, ctx.diags).block(func_body(func))
             simplify_casts(func_body(func))
-
-
-# The modes as pass names, so ``--passes=precision-fp16`` works until ``--passes`` takes
-# options (``precision{mode=fp16}``).
-@register_pass
-@dataclass
-class PrecisionFp16Pass(PrecisionPass):
-    name = "precision-fp16"
-    summary = "precision with mode=fp16"
-    mode: str = "fp16"
-
-
-@register_pass
-@dataclass
-class PrecisionBf16Pass(PrecisionPass):
-    name = "precision-bf16"
-    summary = "precision with mode=bf16"
-    mode: str = "bf16"
-
-
-@register_pass
-@dataclass
-class PrecisionMixedPass(PrecisionPass):
-    name = "precision-mixed"
-    summary = "precision with mode=mixed"
-    mode: str = "mixed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from neuralc.diagnostics import did_you_mean
@@ -57,6 +58,65 @@ def get_pass(name: str) -> type[Pass]:
     return _PASSES[name]
 
 
+def _split_top(text: str) -> list[str]:
+    """Split ``a,b{x=1,y=2},c`` on the commas outside braces."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [p.strip() for p in out if p.strip()]
+
+
+def _option_value(raw: str, current: object) -> object:
+    """An option's text as the type of the field's default (bool, int, float or str)."""
+    raw = raw.strip()
+    if isinstance(current, bool):
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got '{raw}'")
+        return raw.lower() == "true"
+    if isinstance(current, int):
+        return int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    return raw.strip("\"'")
+
+
+def make_pass(spec: str) -> Pass:
+    """``name`` or ``name{option=value,...}`` -> a pass instance (options are its fields).
+
+    Raises KeyError for an unknown pass or option, with a suggestion.
+    """
+    name, _, rest = spec.partition("{")
+    cls = get_pass(name.strip())
+    if not rest:
+        return cls()
+    if not rest.endswith("}"):
+        raise KeyError(f"pass options of '{name}' must end with '}}': {spec}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init} \
+        if dataclasses.is_dataclass(cls) else {}
+    defaults = cls()
+    kwargs: dict[str, object] = {}
+    for item in _split_top(rest[:-1]):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in fields:
+            raise KeyError(f"pass '{cls.name}' has no option '{key}'"
+                           f"{did_you_mean(key, fields)}; options: {', '.join(fields) or 'none'}")
+        try:
+            kwargs[key] = _option_value(value, getattr(defaults, key))
+        except ValueError as e:
+            raise KeyError(f"pass '{cls.name}' option '{key}': {e}") from None
+    return cls(**kwargs)
+
+
 def parse_pipeline(text: str) -> list[Pass]:
-    """``"shape-infer,verify"`` -> pass instances (KeyError with a suggestion on a bad name)."""
-    return [get_pass(n.strip())() for n in text.split(",") if n.strip()]
+    """``"shape-infer,fuse{debug=true}"`` -> pass instances (KeyError on a bad name/option)."""
+    return [make_pass(p) for p in _split_top(text)]

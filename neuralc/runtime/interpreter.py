@@ -20,7 +20,7 @@ import numpy as np
 
 from neuralc.ir.core import Module, Op, Value, func_body
 from neuralc.ir.dims import evaluate
-from neuralc.ir.opdef import OpDef, lookup_op
+from neuralc.ir.opdef import OpDef, evaluate_op, lookup_op
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.runtime.signature import bind_inputs, numpy_dtype, select_func
 from neuralc.runtime.weights import layer_spec, op_weights
@@ -89,7 +89,8 @@ class Interpreter:
             if opdef is None or type(opdef).evaluate is OpDef.evaluate:
                 raise NotExecutableError(f"{_describe(op)} cannot be run by the reference "
                                          "interpreter: no layer or op definition implements it")
-            outputs = opdef.evaluate(op, [_readonly(a) for a in inputs], _EvalContext(env, weights))
+            outputs = evaluate_op(opdef, op, [_readonly(a) for a in inputs],
+                                  _EvalContext(env, weights))
         # A result that is (a view of) a read-only input is copied: results never alias.
         outputs = [o if o.flags.writeable else o.copy() for o in map(np.asarray, outputs)]
         if len(outputs) != len(op.results):

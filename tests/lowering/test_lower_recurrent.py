@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from lowering_helpers import check_lowering, compile_any, lowered, random_inputs
 
+from neuralc.diagnostics import CompileError
 from neuralc.ir.core import Block, Module, Op, Region, func_body, func_op, func_return
 from neuralc.ir.dims import sym
 from neuralc.ir.opdef import lookup_op
@@ -283,8 +284,13 @@ def test_time_distributed_names_a_wrapped_layer_without_a_rule(
     assert spec is not None
     monkeypatch.setattr(spec, "lower", None)
     module = compile_any(net("(seq, 6)", "TimeDistributed(Dense(4))")).module
-    with pytest.raises(NotImplementedError, match="TimeDistributed cannot lower Dense"):
+    with pytest.raises(CompileError) as ei:
         lowered(module)
+    # A located diagnostic at the layer, not a Python exception.
+    msg = ei.value.diagnostics[0].message
+    assert "TimeDistributed 'time_distributed' cannot be lowered to tensor ops" in msg
+    assert "TimeDistributed cannot lower Dense" in msg
+    assert str(ei.value.diagnostics[0].location).startswith("t.nr:")
 
 
 def test_time_distributed_weights_are_the_wrappers() -> None:

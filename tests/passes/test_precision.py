@@ -33,7 +33,7 @@ from neuralc.passes.base import PassContext
 from neuralc.passes.fusion import FusePass
 from neuralc.passes.lower_to_tensor import LowerToTensorPass
 from neuralc.passes.precision import PrecisionPass, fill_problem, simplify_casts
-from neuralc.passes.registry import get_pass
+from neuralc.passes.registry import get_pass, parse_pipeline
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights
 
@@ -285,10 +285,10 @@ def test_redundant_casts_go_and_rounding_ones_stay():
     assert_no_redundant_casts(m)
 
 
-def test_registered_presets():
+def test_mode_is_a_pass_option():
     assert get_pass("precision")().mode == "fp32"
-    assert [get_pass(f"precision-{m}")().mode for m in ("fp16", "bf16", "mixed")] == [
-        "fp16", "bf16", "mixed"]
+    modes = [parse_pipeline(f"precision{{mode={m}}}")[0].mode for m in ("fp16", "bf16", "mixed")]
+    assert modes == ["fp16", "bf16", "mixed"]
 
 
 def test_precision_after_fusion_rewrites_kernel_bodies():

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from neuralc.ir.core import Op
-from neuralc.ir.opdef import OpDef, register_op
+from neuralc.ir.opdef import OpDef, evaluate_op, register_op
 from neuralc.ir.types import TensorType
 from neuralc.layers.catalog import ShapeContext, ShapeError
 
@@ -72,7 +72,7 @@ class FusedOp(OpDef):
                 return ins
             opdef = lookup_op(inner.name)
             assert opdef is not None, inner.name
-            for r, y in zip(inner.results, opdef.evaluate(inner, ins, ctx)):
+            for r, y in zip(inner.results, evaluate_op(opdef, inner, ins, ctx)):
                 env[id(r)] = y
         raise AssertionError("kernel.fused without kernel.yield")
 

@@ -49,7 +49,7 @@ from neuralc.ir.dialects.tensor import (
     concrete,
 )
 from neuralc.ir.dims import Dim
-from neuralc.ir.opdef import lookup_op, register_op
+from neuralc.ir.opdef import evaluate_op, lookup_op, register_op
 from neuralc.ir.types import TensorType, shape_str, unranked
 from neuralc.layers.catalog import ShapeContext, ShapeError
 
@@ -256,7 +256,7 @@ def run_block(body: Block, args: list[np.ndarray], ctx: EvalContext) -> list[np.
             return ins
         opdef = lookup_op(inner.name)
         assert opdef is not None, inner.name
-        for r, y in zip(inner.results, opdef.evaluate(inner, ins, ctx)):
+        for r, y in zip(inner.results, evaluate_op(opdef, inner, ins, ctx)):
             env[id(r)] = np.asarray(y)
     raise AssertionError("a scan body without tensor.scan_yield")
 
