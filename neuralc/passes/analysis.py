@@ -179,8 +179,32 @@ def _nonnegative(d: Dim) -> bool:
 # -- kernels and traffic -------------------------------------------------------------------------
 
 
+def is_load_time(v: Value, _memo: dict[int, bool] | None = None) -> bool:
+    """True when ``v`` depends on weights and constants only (no network input)."""
+    memo = {} if _memo is None else _memo
+    op = getattr(v, "op", None)
+    if op is None:
+        return False
+    if id(op) in memo:
+        return memo[id(op)]
+    if op.name == "tensor.constant":
+        result = True
+    elif op.dialect != "tensor" or op.regions:
+        result = False
+    else:
+        result = all(is_load_time(x, memo) for x in op.operands)
+    memo[id(op)] = result
+    return result
+
+
 def is_kernel(op: Op) -> bool:
-    """Whether a function-level op runs as a kernel of its own (see the module docstring)."""
+    """Whether a function-level op runs as a kernel of its own (see the module docstring).
+
+    Work on weights alone (load-time values) runs once when the weights are loaded, not per
+    inference, so it is no kernel.
+    """
+    if op.results and is_load_time(op.results[0]):
+        return False
     return op.name not in _NOT_KERNELS and op.name != "func.func"
 
 

@@ -14,26 +14,9 @@ from dataclasses import dataclass
 
 from neuralc.ir.core import Module, Op, Rewriter, Value, func_body
 from neuralc.ir.types import TensorType
+from neuralc.passes.analysis import is_load_time
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
-
-
-def is_load_time(v: Value, _memo: dict[int, bool] | None = None) -> bool:
-    """True when ``v`` depends on weights and constants only (no network input)."""
-    memo = {} if _memo is None else _memo
-    op = getattr(v, "op", None)
-    if op is None:
-        return False
-    if id(op) in memo:
-        return memo[id(op)]
-    if op.name == "tensor.constant":
-        result = True
-    elif op.dialect != "tensor" or op.regions:
-        result = False
-    else:
-        result = all(is_load_time(x, memo) for x in op.operands)
-    memo[id(op)] = result
-    return result
 
 
 def hoist_before(anchor: Op, values: list[Value]) -> None:

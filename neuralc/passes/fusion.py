@@ -56,6 +56,7 @@ from neuralc.location import UNKNOWN, FusedLoc, Location, UnknownLoc
 from neuralc.passes.analysis import (
     eval_dim,
     fusion_kind,
+    is_load_time,
     nominal_sizes,
     value_bytes,
 )
@@ -163,6 +164,11 @@ class _Planner:
 
     # -- membership -------------------------------------------------------------------------
     def _fusible(self, op: Op) -> bool:
+        # Work on weights alone (BatchNorm's scale, folded weights, a positional table) is done
+        # once when weights are loaded, not per inference: it stays out of kernels, like a
+        # constant.
+        if op.results and is_load_time(op.results[0]):
+            return False
         return op.dialect == "tensor" and self.kinds[self.index[id(op)]] != "none"
 
     def name(self, i: int) -> str:
