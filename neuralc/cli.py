@@ -89,11 +89,11 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     )
     compile_p.add_argument("model", help="the .nr model file")
     compile_p.add_argument(
-        "--emit",
-        choices=("graph-ir",),
-        default="graph-ir",
-        help="what to produce (default graph-ir)",
-    )
+        "--emit", choices=("graph-ir", "tensor-ir", "kernels"), default="graph-ir",
+        help="graph-ir (default; shape-checked layers), tensor-ir (after the -O pipeline), "
+        "kernels (the fused kernels with their ops and source lines)")
+    compile_p.add_argument("--debug-fusion", action="store_true",
+                           help="say why each rejected pair of ops was not fused")
     compile_p.add_argument(
         "--target",
         default="auto",
@@ -108,6 +108,11 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
 
     check_p = _Parser(prog="neuralc check", description="Check a model and print its shape table.")
     check_p.add_argument("model")
+    check_p.add_argument("--report", action="store_true",
+                         help="also optimise at the -O level and report kernels, bytes moved "
+                         "and peak memory")
+    check_p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"))
+    _opt_level(check_p)
     _common(check_p)
 
     run_p = _Parser(prog="neuralc run", description="Run a model in the reference interpreter.")
@@ -140,6 +145,8 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     run_p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"))
     run_p.add_argument("--keep-io-fp32", action="store_true")
     run_p.add_argument("-o", "--output", metavar="FILE", help="save the output (.npy)")
+    run_p.add_argument("--graph", action="store_true",
+                       help="reference target: run the graph IR instead of the optimised tensor IR")
     _opt_level(run_p)
     _common(run_p)
 

@@ -100,13 +100,43 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _optimised(args: argparse.Namespace, level: int, precision: str, target: str = "reference",
+               debug_fusion: bool = False) -> tuple[CompiledModel, object]:
+    """The model (graph IR, shape-checked) and a copy optimised by the ``-O`` tensor pipeline.
+
+    ``--passes`` replaces the whole pipeline; the debugging flags apply to every pass.
+    """
+    from neuralc.driver import tensor_stage
+    from neuralc.passes.pipelines import tensor_pipeline, with_fusion_debug
+
+    model = _compile(args)  # graph stage: shape inference, at the line of any error
+    passes = (args.passes.split(",") if getattr(args, "passes", None)
+              else tensor_pipeline(level, precision, target)[len(pipeline(level)):])
+    if debug_fusion:
+        passes = with_fusion_debug(passes)
+    pm = _pass_manager(args, []) if hasattr(args, "print_ir_after") else None
+    module, warnings = tensor_stage(model, passes, pm)
+    if warnings:
+        sys.stderr.write(render_all(warnings) + "\n")
+    return model, module
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from neuralc.ir.printer import print_module
+    from neuralc.report import format_kernels
 
     if args.target in ("auto", "reference"):
-        model = _compile(args, _pass_manager(args, pipeline(args.opt)))
-        _write(print_module(model.module) + "\n", args.output)
+        if args.emit == "graph-ir":
+            model = _compile(args, _pass_manager(args, pipeline(args.opt)))
+            _write(print_module(model.module) + "\n", args.output)
+            return 0
+        _, module = _optimised(args, args.opt, args.precision, "reference", args.debug_fusion)
+        text = print_module(module) if args.emit == "tensor-ir" else format_kernels(module)
+        _write(text + "\n", args.output)
         return 0
+    if args.emit != "graph-ir":
+        raise UsageError(f"--emit {args.emit} shows the reference pipeline; "
+                         f"drop --target {args.target} to see it")
     backend = _backend(args.target)
     options = _options(args)
     model = _compile(args, _pass_manager(args, pipeline(args.opt)))
@@ -125,10 +155,21 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from neuralc.report import format_table
+    from neuralc.driver import tensor_stage
+    from neuralc.passes.pipelines import tensor_pipeline
+    from neuralc.report import format_optimisation_report, format_table
 
     model = _compile(args)
     print(format_table(model.module))
+    if args.report:
+        graph_len = len(pipeline(args.opt))
+        before, _ = tensor_stage(model, tensor_pipeline(0, "fp32")[len(pipeline(0)):])
+        after, warnings = tensor_stage(
+            model, tensor_pipeline(args.opt, args.precision)[graph_len:])
+        if warnings:
+            sys.stderr.write(render_all(warnings) + "\n")
+        print()
+        print(format_optimisation_report(before, after, args.opt))
     return 0
 
 
@@ -245,8 +286,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.save_weights:
         save_weights(args.save_weights, weights)
     try:
-        if backend is None:
+        if backend is None and args.graph:
             outputs = run_module(model.module, inputs, weights)
+        elif backend is None:
+            _, optimised = _optimised(args, args.opt, args.precision)
+            outputs = run_module(optimised, inputs, weights)
         else:
             exe = backend.load(backend.emit(model, weights, _options(args)), model)
             outputs = exe(inputs)

@@ -81,10 +81,28 @@ def compile_source(
             defaulted[0].span,
         )
     diags.check()
-    warnings = list(diags.warnings)
     pm = pass_manager or PassManager([get_pass(n)() for n in pipeline(opt_level)])
     pm.run(module, PassContext(diags))
-    return CompiledModel(module, info, filename, warnings)
+    return CompiledModel(module, info, filename, list(diags.warnings))
+
+
+def tensor_stage(model: CompiledModel, passes: list[str],
+                 pass_manager: PassManager | None = None) -> tuple[Module, list[Diagnostic]]:
+    """A copy of the model's graph IR taken through the tensor-stage ``passes``.
+
+    The graph module stays as it is (weights are sized and named from it); the copy goes
+    through the printed text, which is also a round-trip check of every module we optimise.
+    """
+    from neuralc.ir.parser import parse_module
+    from neuralc.ir.printer import print_module
+    from neuralc.passes.registry import parse_pipeline
+
+    copy = parse_module(print_module(model.module), model.filename)
+    pm = pass_manager or PassManager([])
+    pm.passes = parse_pipeline(",".join(passes))
+    diags = DiagnosticEngine()
+    pm.run(copy, PassContext(diags))
+    return copy, list(diags.warnings)
 
 
 def compile_file(path: str | Path, **kwargs) -> CompiledModel:

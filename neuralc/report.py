@@ -87,3 +87,78 @@ def format_table(module: Module) -> str:
 
 def _flops(f: Dim) -> str:
     return f"{f:,}" if isinstance(f, int) else str(f)
+
+
+# -- the kernel view and the optimisation report --------------------------------------------
+
+
+def _lines_of(loc: object) -> list[str]:
+    """``file:line`` of every .nr line a (possibly fused or macro) location covers."""
+    from neuralc.location import CallSiteLoc, FileLoc, FusedLoc
+
+    out: list[str] = []
+    stack = [loc]
+    while stack:
+        x = stack.pop(0)
+        if isinstance(x, FusedLoc):
+            stack = list(x.locs) + stack
+        elif isinstance(x, CallSiteLoc):
+            stack.insert(0, x.callee)
+        elif isinstance(x, FileLoc):
+            key = f"{x.file}:{x.line}"
+            if key not in out:
+                out.append(key)
+    return out
+
+
+def format_kernels(module: Module) -> str:
+    """Each fused kernel with its ops, the .nr lines it covers and the bytes it moves."""
+    from neuralc.passes import analysis
+
+    sizes = analysis.nominal_sizes(module)
+    rows = {r.name: r for r in analysis.traffic(module)}
+    out = [f"kernels of {module.name} ({analysis.kernel_count(module)}; bytes at "
+           + ", ".join(f"{k}={v}" for k, v in sorted(sizes.items())) + ")"]
+    for func in module.funcs:
+        for op in func_body(func).ops:
+            if op.name != "kernel.fused":
+                continue
+            body = [o.name.split(".", 1)[1] for o in op.regions[0].blocks[0].ops
+                    if o.name != "kernel.yield"]
+            name = str(op.attributes.get("name"))
+            moved = ""
+            row = rows.get(name)
+            if row is not None:
+                rd = analysis.eval_dim(row.reads, sizes)
+                wr = analysis.eval_dim(row.writes, sizes)
+                moved = f"  reads {rd:,} B, writes {wr:,} B"
+            lines = ", ".join(_lines_of(op.location)) or "-"
+            out.append(f"{name:<10} {str(op.attributes.get('kind', '')):<28} {moved}")
+            out.append(f"           ops: {' '.join(body)}")
+            out.append(f"           from: {lines}")
+    return "\n".join(out)
+
+
+def format_optimisation_report(before: Module, after: Module, level: int) -> str:
+    """Kernel count, bytes moved per inference before/after fusion, peak activation memory."""
+    from neuralc.passes import analysis
+
+    sizes = analysis.nominal_sizes(after)
+    at = ", ".join(f"{k}={v}" for k, v in sorted(sizes.items()))
+    b0 = analysis.bytes_moved(before, sizes)
+    b1 = analysis.bytes_moved(after, sizes)
+    peak = analysis.peak_memory(after, sizes)
+    lines = [
+        f"optimisation report (-O{level}; sizes {at})",
+        f"  kernels:            {analysis.kernel_count(before):>12,} unfused -> "
+        f"{analysis.kernel_count(after):,} at -O{level}",
+        f"  bytes moved:        {b0:>12,} unfused -> {b1:,} "
+        f"({100 * (1 - b1 / b0) if b0 else 0:.0f}% less)",
+        f"  peak activations:   {peak:>12,} bytes (memory plan)",
+    ]
+    peak_expr = None
+    for func in after.funcs:
+        peak_expr = func.attributes.get("peak_bytes")
+    if peak_expr:
+        lines.append(f"  peak (symbolic):    {peak_expr}")
+    return "\n".join(lines)

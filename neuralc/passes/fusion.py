@@ -487,7 +487,8 @@ def _topological_order(func: Op, key: dict[int, float]) -> None:
 @register_pass
 @dataclass
 class FusePass(Pass):
-    """Options: ``debug`` prints the reasons behind every fusion decision to stderr.
+    """Options: ``debug`` prints the reasons behind every fusion decision to stderr;
+    ``merge=false`` makes every tensor op a kernel of its own (``-O0``: one kernel per op).
 
     ``report`` (not an option) holds those lines after :meth:`run`, ``fused: ...`` for merges
     made and ``not fused: ...`` for candidates refused, whether or not ``debug`` is set.
@@ -498,6 +499,7 @@ class FusePass(Pass):
     summary = "group tensor ops into kernel.fused kernels (TVM rules, Inductor traffic scores)"
 
     debug: bool = False
+    merge: bool = True
     report: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def run(self, module: Module, ctx: PassContext) -> None:
@@ -508,7 +510,8 @@ class FusePass(Pass):
             if not self._ranked(func, ctx):
                 continue
             planner = _Planner(func, sizes)
-            planner.run()
+            if self.merge:
+                planner.run()
             done.append((planner, self._materialize(func, planner)))
         n = 0
         for func in module.funcs:
