@@ -6,11 +6,11 @@ EXAMPLE ?= examples/mnist_cnn.nr
 
 .PHONY: run test lint docs clean
 
-# Only what the main job needs: the package with its core dependencies.
+# Only what the main job needs: the package, and onnxruntime to run the compiled model.
 $(VENV)/.run-stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[onnx]'
 	touch $@
 
 # The test dependencies on top (pytest, filecheck, hypothesis, ruff, torch==2.13.0).
@@ -18,9 +18,11 @@ $(VENV)/.test-stamp: $(VENV)/.run-stamp
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
+# The main job: shape table and optimisation report, then compile for the best target this
+# machine runs (--target auto) and run it on a seeded random input.
 run: $(VENV)/.run-stamp
-	$(VENV)/bin/neuralc check $(EXAMPLE)
-	$(VENV)/bin/neuralc run $(EXAMPLE) --random --batch 2
+	$(VENV)/bin/neuralc check $(EXAMPLE) --report
+	$(VENV)/bin/neuralc run $(EXAMPLE) --random --batch 2 --target auto
 
 test: $(VENV)/.test-stamp
 	$(PY) -m pytest -q

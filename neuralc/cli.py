@@ -140,7 +140,8 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     )
     run_p.add_argument("--seed", type=int, default=0, help="seed of initial weights and --random")
     run_p.add_argument("--target", default="reference", choices=ALL_TARGETS,
-                       help="where to run: reference (default), or a runnable backend (onnx)")
+                       help="where to run: reference (default), onnx (onnxruntime), or auto "
+                       "(the best built target this machine runs)")
     run_p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     run_p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"))
     run_p.add_argument("--keep-io-fp32", action="store_true")

@@ -269,7 +269,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from neuralc.runtime.signature import InputError
     from neuralc.runtime.weights import save_weights
 
-    target = "reference" if args.target == "auto" else args.target
+    if args.target == "auto":
+        from neuralc.runtime.device import select_target
+
+        target = select_target()
+        sys.stderr.write(f"neuralc: --target auto runs on '{target}'\n")
+    else:
+        target = args.target
     backend = None if target == "reference" else _backend(target)
     if backend is not None and not backend.runnable:
         raise UsageError(f"target '{target}' writes source code; run it with its own tools")

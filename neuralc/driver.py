@@ -86,8 +86,8 @@ def compile_source(
     return CompiledModel(module, info, filename, list(diags.warnings))
 
 
-def tensor_stage(model: CompiledModel, passes: list[str],
-                 pass_manager: PassManager | None = None) -> tuple[Module, list[Diagnostic]]:
+def tensor_stage(model: CompiledModel, passes: list[str], pass_manager: PassManager | None = None,
+                 verify_each: bool = False) -> tuple[Module, list[Diagnostic]]:
     """A copy of the model's graph IR taken through the tensor-stage ``passes``.
 
     The graph module stays as it is (weights are sized and named from it); the copy goes
@@ -98,7 +98,7 @@ def tensor_stage(model: CompiledModel, passes: list[str],
     from neuralc.passes.registry import parse_pipeline
 
     copy = parse_module(print_module(model.module), model.filename)
-    pm = pass_manager or PassManager([])
+    pm = pass_manager or PassManager([], verify_each=verify_each)
     pm.passes = parse_pipeline(",".join(passes))
     diags = DiagnosticEngine()
     pm.run(copy, PassContext(diags))

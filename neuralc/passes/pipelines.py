@@ -6,7 +6,8 @@ after the first; ``--emit tensor-ir`` and ``--emit kernels`` run both. Numerics-
 rewrites stay outside ``-O``: ``--precision`` inserts the precision pass before fusion.
 
 - ``-O0``: no optimisation; every tensor op is a kernel of its own.
-- ``-O1``: inference simplification and cleanup (canonicalize, CSE, DCE); fusion.
+- ``-O1``: inference simplification (Dropout and friends go) and cleanup (canonicalize,
+  CSE, DCE); fusion.
 - ``-O2``: ``-O1`` plus BatchNorm folding and a second cleanup after it.
 - ``-O3``: ``-O2`` plus the target's layout choice (channels-first convs where the target
   wants them; ``reference`` and ``cpu`` keep channels-last), then cleanup again.
@@ -14,20 +15,23 @@ rewrites stay outside ``-O``: ``--precision`` inserts the precision pass before 
 
 from __future__ import annotations
 
+# The graph stage keeps the model as written (Dropout included): it is what --emit graph-ir
+# shows and what the source backends (PyTorch, Keras: they train) read.
 GRAPH: dict[int, list[str]] = {
     0: ["shape-infer"],
-    1: ["shape-infer", "simplify-inference"],
-    2: ["shape-infer", "simplify-inference"],
-    3: ["shape-infer", "simplify-inference"],
+    1: ["shape-infer"],
+    2: ["shape-infer"],
+    3: ["shape-infer"],
 }
 
+# Inference from here on: layers that are the identity at inference go first.
 TENSOR: dict[int, list[str]] = {
     0: ["lower-to-tensor", "fuse{merge=false}", "memory-plan"],
-    1: ["lower-to-tensor", "canonicalize", "cse", "fuse", "memory-plan"],
-    2: ["lower-to-tensor", "canonicalize", "cse", "fold-batchnorm", "canonicalize", "fuse",
-        "memory-plan"],
-    3: ["lower-to-tensor", "canonicalize", "cse", "fold-batchnorm", "canonicalize",
-        "{layout}", "canonicalize", "cse", "fuse", "memory-plan"],
+    1: ["simplify-inference", "lower-to-tensor", "canonicalize", "cse", "fuse", "memory-plan"],
+    2: ["simplify-inference", "lower-to-tensor", "canonicalize", "cse", "fold-batchnorm",
+        "canonicalize", "fuse", "memory-plan"],
+    3: ["simplify-inference", "lower-to-tensor", "canonicalize", "cse", "fold-batchnorm",
+        "canonicalize", "{layout}", "canonicalize", "cse", "fuse", "memory-plan"],
 }
 
 # The conv layout each target wants at -O3.

@@ -62,7 +62,7 @@ def rel_error(y: np.ndarray, ref: np.ndarray) -> float:
 
 def compare(path: Path, passes: list[str], bound: float) -> None:
     m = model(path)
-    optimised, _ = tensor_stage(m, passes)
+    optimised, _ = tensor_stage(m, passes, verify_each=True)  # the IR verifies after each pass
     weights = init_weights(m.module, seed=11)
     rng = np.random.default_rng()
     for batch, other in ((1, 8), (3, 13)):
