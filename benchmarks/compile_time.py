@@ -1,6 +1,7 @@
 """Compile time of every example, per stage: parse, macro expansion, lowering, each -O pipeline.
 
-Run:  .venv/bin/python benchmarks/compile_time.py [--repeat 20] [--out benchmarks/results/compile_time.md]
+Run:
+    .venv/bin/python benchmarks/compile_time.py --repeat 20 --out benchmarks/results/compile_time.md
 
 Each stage is timed over ``--repeat`` runs after one warm-up; the table shows the median and the
 minimum in milliseconds. It measures the real compiler on the bundled examples, in-process (the
@@ -28,8 +29,8 @@ from neuralc.frontend.macros import expand  # noqa: E402
 from neuralc.frontend.parser import parse  # noqa: E402
 from neuralc.passes.base import PassContext  # noqa: E402
 from neuralc.passes.manager import PassManager  # noqa: E402
-from neuralc.passes.pipelines import pipeline  # noqa: E402
-from neuralc.passes.registry import get_pass  # noqa: E402
+from neuralc.passes.pipelines import tensor_pipeline  # noqa: E402
+from neuralc.passes.registry import parse_pipeline  # noqa: E402
 
 
 def _time(fn, repeat: int) -> tuple[float, float]:
@@ -55,7 +56,8 @@ def stages(path: Path, repeat: int) -> dict[str, tuple[float, float]]:
     for level in range(4):
         def run(level: int = level) -> None:
             module, _ = lower(expanded, net, DiagnosticEngine(), HParams())
-            PassManager([get_pass(n)() for n in pipeline(level)]).run(module, PassContext())
+            passes = parse_pipeline(",".join(tensor_pipeline(level)))
+            PassManager(passes).run(module, PassContext())
         total = _time(run, repeat)
         lower_only = out["lower"]
         out[f"-O{level}"] = (total[0] - lower_only[0], total[1] - lower_only[1])
@@ -77,9 +79,11 @@ def main() -> None:
         + (" --cold" if args.cold else "") + "`",
         f"Machine: {platform.machine()}, {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.system()}",
-        "The -O columns are the pass pipeline alone (today every level runs `shape-infer`).",
+        "The -O columns are the whole pass pipeline of that level alone (shape inference,",
+        "lowering to tensor IR, cleanup, folding, fusion, memory planning), without parsing.",
         "",
-        "| example | " + " | ".join(cols) + " | total (-O2) |" + (" cold process |" if args.cold else ""),
+        "| example | " + " | ".join(cols) + " | total (-O2) |"
+        + (" cold process |" if args.cold else ""),
         "|---|" + "---|" * (len(cols) + 1) + ("---|" if args.cold else ""),
     ]
     for path in examples:

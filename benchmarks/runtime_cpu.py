@@ -1,6 +1,7 @@
 """CPU inference latency of neuralc's artifacts and of the peers, measured in one run.
 
-Run:  .venv/bin/python benchmarks/runtime_cpu.py [--repeat 30] [--out benchmarks/results/runtime_cpu.md]
+Run:
+    .venv/bin/python benchmarks/runtime_cpu.py --repeat 30 --out benchmarks/results/runtime_cpu.md
 
 For each model and batch size, on the same weights and input:
 
@@ -27,8 +28,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -128,11 +129,11 @@ def main() -> None:
             feeds = dict(zip(in_names, xs))
             txs = [torch.from_numpy(x) for x in xs]
             runners: dict[str, Callable[[], object]] = {
-                "neuralc onnx": lambda: sess.run(None, feeds),
-                "neuralc torch": lambda: net(*txs),
+                "neuralc onnx": lambda s=sess, f=feeds: s.run(None, f),
+                "neuralc torch": lambda n=net, t=txs: n(*t),
             }
             if compiled is not None:
-                runners["torch.compile"] = lambda: compiled(*txs)
+                runners["torch.compile"] = lambda c=compiled, t=txs: c(*t)
             row = {"model": name, "batch": batch}
             with torch.no_grad():
                 for label, fn in runners.items():
@@ -141,8 +142,8 @@ def main() -> None:
                     y = y.numpy() if hasattr(y, "numpy") else y
                     np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-3, atol=1e-4)
                     row[label] = median_ms(fn, args.repeat)
-            row["reference"] = median_ms(lambda: run_module(optimised, xs, weights),
-                                         max(3, args.repeat // 10))
+            row["reference"] = median_ms(
+                lambda m=optimised, x=xs, w=weights: run_module(m, x, w), max(3, args.repeat // 10))
             row["compile_s"] = compile_s
             rows.append(row)
             print(row, flush=True)
