@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from neuralc.ir.core import Op
-from neuralc.ir.opdef import OpDef, evaluate_op, register_op
+from neuralc.ir.opdef import OpDef, register_op
 from neuralc.ir.types import TensorType
-from neuralc.layers.catalog import ShapeContext, ShapeError
+from neuralc.layers.catalog import ShapeContext
 
 
 class FusedOp(OpDef):
@@ -46,35 +46,18 @@ class FusedOp(OpDef):
         return errs
 
     def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        from neuralc.ir.opdef import lookup_op
+        from neuralc.ir.regions import infer_block
 
         body = op.regions[0].blocks[0]
         for arg, v in zip(body.args, op.operands):
             arg.type = v.type
-        for inner in body.ops:
-            if inner.name == "kernel.yield":
-                return [v.type for v in inner.operands]
-            opdef = lookup_op(inner.name)
-            if opdef is None:
-                raise ShapeError(f"unknown op '{inner.name}' in {op.attributes.get('name')}")
-            for r, t in zip(inner.results, opdef.infer_types(inner, ctx)):
-                r.type = t
-        raise ShapeError("kernel.fused without kernel.yield")
+        term = infer_block(body, ctx, "kernel.yield", str(op.attributes.get("name")))
+        return [v.type for v in term.operands]
 
     def evaluate(self, op: Op, args: list[np.ndarray], ctx: Any) -> list[np.ndarray]:
-        from neuralc.ir.opdef import lookup_op
+        from neuralc.ir.regions import run_block
 
-        body = op.regions[0].blocks[0]
-        env = {id(a): x for a, x in zip(body.args, args)}
-        for inner in body.ops:
-            ins = [env[id(v)] for v in inner.operands]
-            if inner.name == "kernel.yield":
-                return ins
-            opdef = lookup_op(inner.name)
-            assert opdef is not None, inner.name
-            for r, y in zip(inner.results, evaluate_op(opdef, inner, ins, ctx)):
-                env[id(r)] = y
-        raise AssertionError("kernel.fused without kernel.yield")
+        return run_block(op.regions[0].blocks[0], args, ctx, "kernel.yield")
 
 
 class YieldOp(OpDef):

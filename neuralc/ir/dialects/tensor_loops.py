@@ -49,7 +49,8 @@ from neuralc.ir.dialects.tensor import (
     concrete,
 )
 from neuralc.ir.dims import Dim
-from neuralc.ir.opdef import evaluate_op, lookup_op, register_op
+from neuralc.ir.opdef import register_op
+from neuralc.ir.regions import infer_block, run_block
 from neuralc.ir.types import TensorType, shape_str, unranked
 from neuralc.layers.catalog import ShapeContext, ShapeError
 
@@ -203,7 +204,7 @@ class ScanOp(TensorOpDef):
         stacked: list[list[np.ndarray | None]] = [[None] * length for _ in range(n_out)]
         for t in steps:
             step = [np.take(x, t, axis=axis) for x in seqs]
-            ys = run_block(body, [*step, *states, *reads], ctx)
+            ys = run_block(body, [*step, *states, *reads], ctx, "tensor.scan_yield")
             for k in range(n_out):
                 stacked[k][t] = ys[k]
             states = ys[n_out:]
@@ -231,34 +232,7 @@ def _type_problems(got: TensorType, want: TensorType, what: str) -> list[str]:
 
 
 def _infer_block(body: Block, ctx: ShapeContext, owner: str) -> Op:
-    """Type every op of ``body`` in order; returns its terminator."""
-    for inner in body.ops:
-        if inner.name == "tensor.scan_yield":
-            return inner
-        opdef = lookup_op(inner.name)
-        if opdef is None:
-            raise ShapeError(f"unknown op '{inner.name}' in {owner}")
-        for v in inner.operands:
-            if v.type.shape is not None:
-                v.type = v.type.with_shape(tuple(ctx.resolve(d) for d in v.type.shape))
-        for r, t in zip(inner.results, opdef.infer_types(inner, ctx)):
-            r.type = t
-    raise ShapeError(f"{owner} body without tensor.scan_yield")
-
-
-def run_block(body: Block, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-    """Run ``body`` on ``args`` (its block arguments) with each op's reference semantics;
-    returns what its terminator yields."""
-    env = {id(a): x for a, x in zip(body.args, args)}
-    for inner in body.ops:
-        ins = [env[id(v)] for v in inner.operands]
-        if inner.name == "tensor.scan_yield":
-            return ins
-        opdef = lookup_op(inner.name)
-        assert opdef is not None, inner.name
-        for r, y in zip(inner.results, evaluate_op(opdef, inner, ins, ctx)):
-            env[id(r)] = np.asarray(y)
-    raise AssertionError("a scan body without tensor.scan_yield")
+    return infer_block(body, ctx, "tensor.scan_yield", owner)
 
 
 class ScanYieldOp(TensorOpDef):
