@@ -73,8 +73,9 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors) to compile in")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at most 26)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"),
-                   help="numeric precision of the artifact (default fp32)")
+    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "mixed"),
+                   help="numeric precision (default: the model's execution { precision }, "
+                   "else fp32)")
     p.add_argument("--keep-io-fp32", action="store_true",
                    help="with --precision fp16: keep float32 inputs and outputs")
     p.add_argument("--hpo", action="store_true",
@@ -111,7 +112,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     check_p.add_argument("--report", action="store_true",
                          help="also optimise at the -O level and report kernels, bytes moved "
                          "and peak memory")
-    check_p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"))
+    check_p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "mixed"))
     _opt_level(check_p)
     _common(check_p)
 
@@ -143,7 +144,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
                        help="where to run: reference (default), onnx (onnxruntime), or auto "
                        "(the best built target this machine runs)")
     run_p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    run_p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16", "mixed"))
+    run_p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "mixed"))
     run_p.add_argument("--keep-io-fp32", action="store_true")
     run_p.add_argument("-o", "--output", metavar="FILE", help="save the output (.npy)")
     run_p.add_argument("--graph", action="store_true",

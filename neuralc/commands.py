@@ -54,6 +54,9 @@ def _compile(args: argparse.Namespace, pm: PassManager | None = None) -> Compile
     )
     if model.warnings:
         sys.stderr.write(render_all(model.warnings) + "\n")
+    if getattr(args, "precision", "unset") is None:
+        # No --precision: the model's own execution { precision: ... }, fp32 by default.
+        args.precision = model.info.training.precision
     return model
 
 
@@ -86,7 +89,7 @@ def _options(args: argparse.Namespace):
 
     if not 7 <= args.opset <= 26:
         raise UsageError(f"--opset must be between 7 and 26, got {args.opset}")
-    return BackendOptions(opset=args.opset, precision=args.precision,
+    return BackendOptions(opset=args.opset, precision=args.precision or "fp32",
                           keep_io_fp32=args.keep_io_fp32, hpo=getattr(args, "hpo", False))
 
 
@@ -100,7 +103,7 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
-def _optimised(args: argparse.Namespace, level: int, precision: str, target: str = "reference",
+def _optimised(args: argparse.Namespace, level: int, target: str = "reference",
                debug_fusion: bool = False) -> tuple[CompiledModel, object]:
     """The model (graph IR, shape-checked) and a copy optimised by the ``-O`` tensor pipeline.
 
@@ -111,7 +114,7 @@ def _optimised(args: argparse.Namespace, level: int, precision: str, target: str
 
     model = _compile(args)  # graph stage: shape inference, at the line of any error
     passes = (args.passes.split(",") if getattr(args, "passes", None)
-              else tensor_pipeline(level, precision, target)[len(pipeline(level)):])
+              else tensor_pipeline(level, args.precision, target)[len(pipeline(level)):])
     if debug_fusion:
         passes = with_fusion_debug(passes)
     pm = _pass_manager(args, []) if hasattr(args, "print_ir_after") else None
@@ -130,7 +133,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
             model = _compile(args, _pass_manager(args, pipeline(args.opt)))
             _write(print_module(model.module) + "\n", args.output)
             return 0
-        _, module = _optimised(args, args.opt, args.precision, "reference", args.debug_fusion)
+        _, module = _optimised(args, args.opt, "reference", args.debug_fusion)
         text = print_module(module) if args.emit == "tensor-ir" else format_kernels(module)
         _write(text + "\n", args.output)
         return 0
@@ -138,9 +141,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError(f"--emit {args.emit} shows the reference pipeline; "
                          f"drop --target {args.target} to see it")
     backend = _backend(args.target)
-    options = _options(args)
+    _options(args)  # a bad --opset is a usage error before any work
     model = _compile(args, _pass_manager(args, pipeline(args.opt)))
-    artifact = backend.emit(model, _weights_for(model, args), options)
+    artifact = backend.emit(model, _weights_for(model, args), _options(args))
     if args.output is None and backend.extension == ".py":
         sys.stdout.write(artifact.data.decode())
         return 0
@@ -295,7 +298,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if backend is None and args.graph:
             outputs = run_module(model.module, inputs, weights)
         elif backend is None:
-            _, optimised = _optimised(args, args.opt, args.precision)
+            _, optimised = _optimised(args, args.opt)
             outputs = run_module(optimised, inputs, weights)
         else:
             exe = backend.load(backend.emit(model, weights, _options(args)), model)

@@ -361,6 +361,16 @@ class Lowering:
             return None
         attrs = dict(attrs)
         attrs["name"] = name
+        pinned = next((k for k in call.kwargs if k.name == "precision"), None)
+        if pinned is not None:
+            if isinstance(pinned.value, ast.String) and pinned.value.value == "fp32":
+                attrs["precision"] = "fp32"
+            else:
+                self.diags.error(
+                    'a layer\'s precision can only pin it to full precision: precision="fp32"; '
+                    "the model's precision is set with --precision or execution { precision }",
+                    pinned.value.span,
+                )
         if call.device is not None:
             dev = _check_device(call.device.value)
             if dev is None:
@@ -430,11 +440,11 @@ class Lowering:
                 break
             given[spec.positional[i]] = (v, _span(v))
         for kw in call.kwargs:
-            if kw.name == "name":
+            if kw.name in ("name", "precision"):  # every layer takes these two
                 continue
             p = spec.param(kw.name)
             if p is None:
-                hint = did_you_mean(kw.name, [q.name for q in spec.params] + ["name"])
+                hint = did_you_mean(kw.name, [q.name for q in spec.params] + ["name", "precision"])
                 self.diags.error(f"{spec.name} has no parameter '{kw.name}'{hint}", kw.span)
                 ok = False
                 continue

@@ -58,7 +58,12 @@ def fusion_kind(op: Op) -> FusionKind:
 
 
 def precision_policy(op: Op) -> PrecisionPolicy:
-    """The op's precision policy: ``policy(op)`` if its definition has one, else the ClassVar."""
+    """The op's precision policy: ``policy(op)`` if its definition has one, else the ClassVar.
+
+    An op from a layer pinned with ``precision="fp32"`` in the model stays fp32.
+    """
+    if op.attributes.get("precision") == "fp32":
+        return "never"
     opdef = lookup_op(op.name)
     if opdef is None:
         return "never"

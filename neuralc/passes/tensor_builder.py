@@ -34,7 +34,10 @@ class TensorBuilder:
     def op_n(self, name: str, operands: list[Value], attrs: dict[str, Any] | None = None,
              results: list[TensorType] | None = None, n: int = 1) -> list[Value]:
         types = results or [unranked(operands[0].type.dtype if operands else "f32")] * n
-        op = Op(name, operands, types, attrs or {}, location=self.anchor.location)
+        attrs = dict(attrs or {})
+        if self.anchor.attributes.get("precision") == "fp32":
+            attrs["precision"] = "fp32"  # the layer is pinned: so is every op it becomes
+        op = Op(name, operands, types, attrs, location=self.anchor.location)
         assert self.anchor.parent is not None
         self.anchor.parent.insert_before(self.anchor, op)
         self.created.append(op)

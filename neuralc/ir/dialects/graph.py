@@ -14,7 +14,7 @@ from neuralc.layers import catalog
 from neuralc.layers.catalog import LayerSpec, ParamError, ShapeContext
 
 # Attributes every graph op may carry besides its layer parameters.
-COMMON_ATTRS = ("name", "device")
+COMMON_ATTRS = ("name", "device", "precision")
 
 
 class LayerOpDef(OpDef):
