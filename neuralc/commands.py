@@ -207,15 +207,25 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _load_npy(path: str) -> np.ndarray:
+    """A numeric array from a .npy file; never unpickles (an input never executes code)."""
     try:
-        # allow_pickle=False: an .npy input never executes code.
-        arr = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            magic = f.read(6)
     except FileNotFoundError:
         raise UsageError(f"no such input file: {path}") from None
-    except (ValueError, OSError, EOFError) as e:
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{path} is not a .npy file (save inputs with numpy.save)")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise DataError(f"{path} holds Python objects, not numbers; neuralc reads only "
+                            "numeric .npy arrays") from None
         raise DataError(f"{path} is not a readable .npy array ({e})") from None
-    if not isinstance(arr, np.ndarray):
-        raise DataError(f"{path} holds several arrays (.npz); give one .npy file per input")
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path} is not a readable .npy array ({e})") from None
     return arr
 
 

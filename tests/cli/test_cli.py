@@ -148,3 +148,14 @@ def test_layers_markdown_lists_the_catalog(capsys):
     assert code == 0
     for name in ("Conv2D", "BatchNormalization", "ResidualConnection", "Concatenate", "Embedding"):
         assert f"| {name}" in out
+
+
+def test_inputs_that_are_not_numeric_npy_files_are_refused_plainly(capsys, tmp_path):
+    not_npy = tmp_path / "x.onnx"
+    not_npy.write_bytes(b"\x08\x07\x12\x00binary")
+    code, _, err = run(capsys, "run", MNIST, "--input", not_npy)
+    assert code == 1 and "is not a .npy file" in err
+    objects = tmp_path / "obj.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _, err = run(capsys, "run", MNIST, "--input", objects)
+    assert code == 1 and "holds Python objects" in err and "allow_pickle" not in err
