@@ -76,7 +76,17 @@ def _loss(sec: ast.Section, cfg: TrainingConfig, hp: HParams) -> None:
 def _optimizer(sec: ast.Section, cfg: TrainingConfig, diags: DiagnosticEngine, hp: HParams) -> None:
     assert sec.value is not None
     node = sec.value
-    parts = _call_parts(evaluate(node, hp.resolver("optimizer.learning_rate")))
+    if isinstance(node, ast.Call):
+        # Each argument's HPO is named by its keyword: optimizer.learning_rate, .momentum, ...
+        value: object = CallValue(
+            node.name,
+            [evaluate(a, hp.resolver(f"optimizer.arg{i}")) for i, a in enumerate(node.args)],
+            {k.name: evaluate(k.value, hp.resolver(f"optimizer.{k.name}")) for k in node.kwargs},
+            node.span,
+        )
+    else:
+        value = evaluate(node, hp.resolver("optimizer"))
+    parts = _call_parts(value)
     if parts is None:
         raise EvalError(
             "optimizer must be a name or a call such as Adam(learning_rate=1e-3)", node.span

@@ -275,3 +275,17 @@ def test_wrapped_embedding_input_is_integer():
     arg = func_body(m.module.funcs[0]).args[0]
     assert str(arg.type) == "tensor<batch x steps x 5 x i64>"
     assert str(ops(m)[0].result.type) == "tensor<batch x steps x 5 x 4 x f32>"
+
+
+def test_optimizer_hpos_are_named_by_their_keyword():
+    m = compile_text("""
+        network N {
+          input: (4,)
+          layers:
+            Dense(2)
+          optimizer: SGD(learning_rate=HPO(log_range(1e-3, 1e-1)), momentum=HPO(choice(0.0, 0.9)))
+        }
+    """, hparams=HParams.from_strings(["optimizer.momentum=0.9"]))
+    assert m.info.training.optimizer_params == {"learning_rate": 1e-3, "momentum": 0.9}
+    assert sorted(u.path for u in m.info.hparams.uses) == ["optimizer.learning_rate",
+                                                           "optimizer.momentum"]
