@@ -279,8 +279,9 @@ def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.nd
 
 def cmd_run(args: argparse.Namespace) -> int:
     from neuralc.runtime.interpreter import run_module
-    from neuralc.runtime.signature import InputError
-    from neuralc.runtime.weights import save_weights
+    from neuralc.runtime.signature import InputError, bind_inputs
+    from neuralc.runtime.sizes import check_run
+    from neuralc.runtime.weights import WeightsError, save_weights
 
     if args.target == "auto":
         from neuralc.runtime.device import select_target
@@ -303,8 +304,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("give the model's input with --input FILE.npy (or --random)")
     weights = _weights_for(model, args)
     if args.save_weights:
-        save_weights(args.save_weights, weights)
+        try:
+            save_weights(args.save_weights, weights)
+        except (WeightsError, OSError) as e:
+            raise UsageError(f"cannot write {args.save_weights}: {e}") from None
     try:
+        # The inputs against the model as written, whatever target runs it: shapes, dtypes,
+        # sizes each layer can take, token indices (neuralc.runtime.sizes).
+        arrays, env = bind_inputs(model.module.funcs[0], inputs,
+                                  model.module.attributes.get("dims"))
+        check_run(model.module.funcs[0], arrays, env)
         if backend is None and args.graph:
             outputs = run_module(model.module, inputs, weights)
         elif backend is None:

@@ -586,4 +586,5 @@ POSITIONAL_ENCODING = register(LayerSpec(
     lower=_pe_lower,
     doc="Adds a position code to (batch, seq, features): sinusoidal, or a learned table.",
     example='PositionalEncoding(64, "learned")',
+    extra={"max_length": "max_len"},
 ))

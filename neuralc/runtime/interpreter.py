@@ -23,6 +23,7 @@ from neuralc.ir.dims import evaluate
 from neuralc.ir.opdef import OpDef, evaluate_op, lookup_op
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.runtime.signature import bind_inputs, numpy_dtype, select_func
+from neuralc.runtime.sizes import check_run
 from neuralc.runtime.weights import layer_spec, op_weights
 
 OpHook = Callable[[Op, list[np.ndarray]], None]
@@ -65,6 +66,7 @@ class Interpreter:
     def run(self, inputs: Any, weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The function's results for ``inputs`` (list in order, or dict by name)."""
         args, env = bind_inputs(self.func, inputs, self.module.attributes.get("dims"))
+        check_run(self.func, args, env)
         body = func_body(self.func)
         self.values = dict(zip(body.args, args))
         for op in body.ops:
