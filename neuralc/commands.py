@@ -177,9 +177,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_opt(args: argparse.Namespace) -> int:
-    from neuralc.diagnostics import SOURCES
+    from neuralc.diagnostics import SOURCES, CompileError, Diagnostic
     from neuralc.ir.parser import parse_module_or_diagnose
     from neuralc.ir.printer import print_module
+    from neuralc.ir.verifier import verify
 
     pm = _pass_manager(args, [])  # a bad --passes is a usage error, before reading anything
     if args.file == "-":
@@ -191,6 +192,10 @@ def cmd_opt(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read {args.file}: {e}") from None
     SOURCES.add(name, text)
     module = parse_module_or_diagnose(text, name)
+    # Passes assume well-formed IR: check the input first, as any located error.
+    problems = verify(module)
+    if problems:
+        raise CompileError([Diagnostic("error", f"{name}: invalid IR: {q}") for q in problems])
     pm.run(module)
     _write(print_module(module) + "\n", args.output)
     return 0

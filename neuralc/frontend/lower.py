@@ -97,6 +97,8 @@ class Lowering:
                 ).with_note("merge them with a merge layer, e.g. Concatenate()")
         outs = [out] if out is not None else []
         block.append(Op("func.return", outs, location=net.span))
+        if not self.diags.has_errors():
+            self._unused_layers(block)
         self._integer_inputs(block)
         training = check_sections(net, self.diags, self.hparams)
         info = NetworkInfo(
@@ -176,6 +178,24 @@ class Lowering:
             names.append(name)
             locs.append(inp.span)
         return types, names, locs
+
+    def _unused_layers(self, block: Block) -> None:
+        """A layer whose output reaches nothing was dropped by the topology: say so.
+
+        This happens when a named branch is left unmerged inside a container or branch block
+        (``ResidualConnection { a: { Dense(4) } }``), or when a value computed before a merge
+        of named branches is not part of the merge.
+        """
+        for op in block.ops:
+            if op.name == "func.return" or not op.results or any(r.uses for r in op.results):
+                continue
+            spec = catalog.by_op(op.name)
+            kind = spec.name if spec else op.name
+            self.diags.error(
+                f"the output of {kind} '{op.attributes.get('name')}' is never used: nothing "
+                "merges it and the network does not return it", op.location,
+            ).with_note("a named branch must be merged (e.g. Concatenate()) in the block that "
+                        "defines it; a merge of named branches merges only those branches")
 
     def _integer_inputs(self, block: Block) -> None:
         """An input consumed by Embedding carries integer indices (DSL.md section 3).

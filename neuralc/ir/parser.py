@@ -271,7 +271,7 @@ class _Parser:
                 f"expected an op: \"dialect.name\"(...) or func.func, got {name_tok.show()}"
             )
         self.lex.next()
-        name = json.loads(name_tok.text)
+        name = self.string_value(name_tok)
         self.expect("(", "to open the operand list")
         refs: list[_OperandRef] = self.comma_list(")", self.operand_ref, "in the operand list")
         attrs: dict[str, Any] = {}

@@ -56,8 +56,27 @@ class _Verifier:
                 break
         self.problems.append(f"{op.location}: {op.name}: {problem}")
 
+    def module_dims(self) -> None:
+        """``dims`` maps symbol names to ``[lo, hi]`` ranges (ints >= 1 or none, lo <= hi)."""
+        dims = self.module.attributes.get("dims")
+        if dims is None:
+            return
+        where = f"module @{self.module.name}"
+        if not isinstance(dims, dict):
+            self.problems.append(f"{where}: 'dims' must map symbols to [lo, hi] ranges")
+            return
+        for name, rng in dims.items():
+            ok = (isinstance(rng, list) and len(rng) == 2
+                  and all(b is None or (isinstance(b, int) and not isinstance(b, bool) and b >= 1)
+                          for b in rng)
+                  and not (rng[0] is not None and rng[1] is not None and rng[0] > rng[1]))
+            if not ok:
+                self.problems.append(f"{where}: the range of '{name}' must be [lo, hi] with "
+                                     f"1 <= lo <= hi (or none for an open end), got {rng!r}")
+
     def run(self) -> list[str]:
         self.collect(self.module.body)
+        self.module_dims()
         names: dict[str, Op] = {}
         for op in self.module.body.ops:
             if op.name != "func.func":

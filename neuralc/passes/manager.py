@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from neuralc.diagnostics import CompileError
+from neuralc.diagnostics import CompileError, Diagnostic
 from neuralc.ir.core import Module
 from neuralc.passes.base import Pass, PassContext
 
@@ -54,7 +54,9 @@ class PassManager:
             if self.verify_each:
                 problems = verify(module)
                 if problems:
-                    raise AssertionError(f"IR invalid after pass {p.name}:\n" + "\n".join(problems))
+                    # The pass broke the IR: an internal error, reported like any diagnostic.
+                    raise CompileError([Diagnostic("error", f"IR invalid after pass {p.name}: {q}")
+                                        for q in problems])
             if _matches(self.print_after, p.name):
                 self.out.write(f"// -----// IR after {p.name} //----- //\n{print_module(module)}\n")
             if self.dump_dir is not None:

@@ -289,3 +289,13 @@ def test_optimizer_hpos_are_named_by_their_keyword():
     assert m.info.training.optimizer_params == {"learning_rate": 1e-3, "momentum": 0.9}
     assert sorted(u.path for u in m.info.hparams.uses) == ["optimizer.learning_rate",
                                                            "optimizer.momentum"]
+
+
+@pytest.mark.parametrize("layers", [
+    "ResidualConnection { a: { Dense(4) } }",
+    "Add { { a: { Dense(4) } } { Dense(4) } }",
+    "a: { Dense(8) }\nb: { Dense(8) }\nDense(4)\nConcatenate()",
+])
+def test_a_layer_whose_output_is_dropped_is_an_error(layers):
+    out = net_errors(layers, inp="(4,)")
+    assert "is never used: nothing merges it and the network does not return it" in out

@@ -359,10 +359,17 @@ class Builder:
 
     def zeros(self, shape: str) -> str:
         """Float zeros of a run-time shape (a 1-D int64 tensor): recurrent initial states."""
+        return self._filled(shape, 0.0, "zeros")
+
+    def ones(self, shape: str) -> str:
+        """Float ones of a run-time shape (a 1-D int64 tensor): masks of real elements."""
+        return self._filled(shape, 1.0, "ones")
+
+    def _filled(self, shape: str, fill: float, hint: str) -> str:
         from onnx import TensorProto, helper
 
-        value = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
-        return self.op("ConstantOfShape", [shape], value=value, hint="zeros")
+        value = helper.make_tensor(hint, TensorProto.FLOAT, [1], [fill])
+        return self.op("ConstantOfShape", [shape], value=value, hint=hint)
 
     def subgraph(self) -> Builder:
         """A builder for a nested graph (a Scan body) sharing names and initializers."""

@@ -5,6 +5,11 @@ layout machinery of the builder transposes only where a channels-last layer foll
 weight layouts are ONNX's, so weights go in unchanged. Keras's 'same' padding (the extra pixel
 at the end) is explicit pads when the spatial dims are numbers and ``SAME_UPPER`` (the same
 rule, computed at run time) when they are symbolic; 'causal' pads only the start.
+
+``SAME_UPPER`` differs from Keras in one case: a symbolic axis whose stride exceeds the window.
+Keras pads ``max(total, 0)`` there; onnxruntime pads the negative total (shifted windows for a
+convolution, an error for pooling). Such an axis gets its pads computed in the graph from the
+input's shape and an explicit Pad before the window op (see :func:`same_input`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from neuralc.backends.onnx.activations import activation
-from neuralc.backends.onnx.builder import Builder, Layer, Val, channels_first
+from neuralc.backends.onnx.builder import NEG_INF, Builder, Layer, Val, channels_first
 from neuralc.backends.onnx.emitters import emits
 from neuralc.ir.dims import Dim
 from neuralc.layers.common import (
@@ -28,21 +33,80 @@ from neuralc.layers.resampling import side_pairs
 INT64_MAX = 2 ** 63 - 1
 
 
+def runtime_same_pads(spatial: tuple[Dim, ...], k: list[int], s: list[int], d: list[int],
+                      padding: str) -> bool:
+    """Whether Keras's 'same' pads must be computed in the graph: some symbolic axis has a
+    stride larger than its window, where the total padding ``(ceil(n / s) - 1) * s + eff - n``
+    can be negative (Keras clamps it at 0, ``SAME_UPPER`` does not)."""
+    return padding == "same" and any(
+        not isinstance(x, int) and si > 1 and effective_window(ki, di) < si
+        for x, ki, si, di in zip(spatial, k, s, d))
+
+
 def window_attrs(spatial: tuple[Dim, ...], k: list[int], s: list[int], d: list[int],
                  padding: str) -> dict[str, Any]:
-    """ONNX ``pads`` (begins then ends) or ``auto_pad`` for a Keras window."""
+    """ONNX ``pads`` (begins then ends) or ``auto_pad`` for a Keras window whose padding the
+    attributes can express (not :func:`runtime_same_pads`: :func:`same_input` handles those)."""
+    assert not runtime_same_pads(spatial, k, s, d, padding)
     if padding == "valid":
         return {}
     if padding == "causal":
         return {"pads": [effective_window(ki, di) - 1 for ki, di in zip(k, d)] + [0] * len(k)}
     # With stride 1 the 'same' pads are eff - 1 whatever the size; a strided window over a
     # symbolic dim needs SAME_UPPER (never dilated there: Keras refuses both at once, and
-    # onnxruntime refuses dilation with auto_pad).
+    # onnxruntime refuses dilation with auto_pad). With the window at least the stride, the
+    # total padding is never negative, and SAME_UPPER's split is Keras's.
     if all(isinstance(x, int) or si == 1 for x, si in zip(spatial, s)):
         pairs = [same_pads(x if isinstance(x, int) else 64, ki, si, di)
                  for x, ki, si, di in zip(spatial, k, s, d)]
         return {"pads": [p[0] for p in pairs] + [p[1] for p in pairs]}
     return {"auto_pad": "SAME_UPPER"}
+
+
+def _same_pads_tensor(b: Builder, x: str, spatial: tuple[Dim, ...], k: list[int],
+                      s: list[int], d: list[int]) -> str:
+    """Keras's 'same' pads of channels-first ``x`` as the int64 ``pads`` input of ONNX's Pad
+    (begins then ends, zeros for the batch and channels), computed from ``x``'s shape on the
+    axes where they depend on the size."""
+    begins: list[str] = [b.ints([0, 0])]
+    ends: list[str] = [b.ints([0, 0])]
+    shape = None
+    for axis, (n, ki, si, di) in enumerate(zip(spatial, k, s, d), start=2):
+        if isinstance(n, int) or si == 1:
+            lo, hi = same_pads(n if isinstance(n, int) else 64, ki, si, di)
+            begins.append(b.ints([lo]))
+            ends.append(b.ints([hi]))
+            continue
+        if shape is None:
+            shape = b.op("Shape", [x])
+        size = b.slice(shape, [axis], [axis + 1], [0])
+        # total = (ceil(n / s) - 1) * s + eff - n, clamped at 0 as (t + |t|) / 2 (int64 Max
+        # and Relu come only in later opsets); Keras puts the odd pixel at the end.
+        out = b.op("Div", [b.op("Add", [size, b.ints([si - 1])]), b.ints([si])])
+        total = b.op("Sub", [b.op("Add", [b.op("Mul", [out, b.ints([si])]),
+                                          b.ints([effective_window(ki, di) - si])]), size])
+        total = b.op("Div", [b.op("Add", [total, b.op("Abs", [total])]), b.ints([2])])
+        lo = b.op("Div", [total, b.ints([2])], hint="pad_begin")
+        begins.append(lo)
+        ends.append(b.op("Sub", [total, lo], hint="pad_end"))
+    return b.concat(begins + ends, 0)
+
+
+def same_input(b: Builder, x: str, spatial: tuple[Dim, ...], k: list[int], s: list[int],
+               d: list[int], padding: str, fill: float = 0.0
+               ) -> tuple[str, dict[str, Any], str | None]:
+    """The input of a window op over channels-first ``x``, its padding attributes, and the Pad
+    amounts when they are computed in the graph (None otherwise).
+
+    Where :func:`runtime_same_pads` holds, ``x`` is padded explicitly with ``fill`` (-inf for
+    max pooling) and the op runs unpadded; elsewhere ``x`` is unchanged and the attributes say
+    the padding.
+    """
+    if not runtime_same_pads(spatial, k, s, d, padding):
+        return x, window_attrs(spatial, k, s, d, padding), None
+    pads = _same_pads_tensor(b, x, spatial, k, s, d)
+    padded = b.op("Pad", [x, pads, b.scalar(fill)], mode="constant", hint="same_pad")
+    return padded, {}, pads
 
 
 def _spatial(t: Val | Any) -> tuple[Dim, ...]:
@@ -66,13 +130,13 @@ def _result(b: Builder, layer: Layer, y: str, act: str = "linear") -> list[Val]:
 def conv(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     a = layer.attrs
     x = xs[0]
-    ins = [_cf(b, x), b.param(layer, "weight")]
+    src, pads, _ = same_input(b, _cf(b, x), _spatial(x), a["kernel_size"], a["strides"],
+                              a["dilation_rate"], a["padding"])
+    ins = [src, b.param(layer, "weight")]
     if a["use_bias"]:
         ins.append(b.param(layer, "bias"))
     y = b.op("Conv", ins, kernel_shape=a["kernel_size"], strides=a["strides"],
-             dilations=a["dilation_rate"], group=a["groups"],
-             **window_attrs(_spatial(x), a["kernel_size"], a["strides"], a["dilation_rate"],
-                            a["padding"]))
+             dilations=a["dilation_rate"], group=a["groups"], **pads)
     return _result(b, layer, y, a["activation"])
 
 
@@ -115,11 +179,11 @@ def conv_transpose(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
 def _depthwise(b: Builder, layer: Layer, x: Val, weight: str, bias: str | None) -> str:
     a = layer.attrs
     channels = int(x.shape[-1])
-    ins = [_cf(b, x), b.param(layer, weight)] + ([b.param(layer, bias)] if bias else [])
+    src, pads, _ = same_input(b, _cf(b, x), _spatial(x), a["kernel_size"], a["strides"],
+                              a["dilation_rate"], a["padding"])
+    ins = [src, b.param(layer, weight)] + ([b.param(layer, bias)] if bias else [])
     return b.op("Conv", ins, kernel_shape=a["kernel_size"], strides=a["strides"],
-                dilations=a["dilation_rate"], group=channels,
-                **window_attrs(_spatial(x), a["kernel_size"], a["strides"], a["dilation_rate"],
-                               a["padding"]), hint="depthwise")
+                dilations=a["dilation_rate"], group=channels, hint="depthwise", **pads)
 
 
 @emits("depthwise_conv1d", "depthwise_conv2d")
@@ -147,16 +211,30 @@ def separable(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
        "average_pooling1d", "average_pooling2d", "average_pooling3d")
 def pool(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     """Keras 'same' pooling ignores the padding: MaxPool does, AveragePool with
-    count_include_pad=0 divides by the real elements."""
+    count_include_pad=0 divides by the real elements.
+
+    With pads computed in the graph (:func:`same_input`) the input is padded explicitly: with
+    -inf for the maximum; for the average, the windows' mean over the zero-padded input is
+    divided by their mean over a padded mask of ones (the fraction of real elements), which is
+    Keras's sum over the real elements divided by their count.
+    """
     a = layer.attrs
     k = a["pool_size"]
     s = a["strides"] if a["strides"] is not None else k
-    attrs = window_attrs(_spatial(xs[0]), k, s, [1] * len(k), a["padding"])
-    if layer.kind.startswith("max"):
-        y = b.op("MaxPool", [_cf(b, xs[0])], kernel_shape=k, strides=s, **attrs)
+    x = _cf(b, xs[0])
+    is_max = layer.kind.startswith("max")
+    src, attrs, pads = same_input(b, x, _spatial(xs[0]), k, s, [1] * len(k), a["padding"],
+                                  fill=NEG_INF if is_max else 0.0)
+    if is_max:
+        y = b.op("MaxPool", [src], kernel_shape=k, strides=s, **attrs)
+    elif pads is None:
+        y = b.op("AveragePool", [src], kernel_shape=k, strides=s, count_include_pad=0, **attrs)
     else:
-        y = b.op("AveragePool", [_cf(b, xs[0])], kernel_shape=k, strides=s,
-                 count_include_pad=0, **attrs)
+        mean = b.op("AveragePool", [src], kernel_shape=k, strides=s)
+        ones = b.ones(b.concat([b.ints([1, 1]), b.shape_of(x, 2)], 0))  # (1, 1, *spatial)
+        mask = b.op("Pad", [ones, pads, b.scalar(0.0)], mode="constant", hint="same_mask")
+        real = b.op("AveragePool", [mask], kernel_shape=k, strides=s, hint="real_fraction")
+        y = b.op("Div", [mean, real])
     return _result(b, layer, y)
 
 

@@ -1,6 +1,7 @@
 """Normalisation layers as ONNX nodes: native operators where the opset has them, the defining
 formula otherwise (LayerNormalization before opset 17, RMSNormalization before 23, and axes
-the native operators cannot take). GroupNormalization is InstanceNormalization over groups.
+the native operators cannot take: not trailing, or of symbolic size). GroupNormalization is
+InstanceNormalization over groups.
 
 BatchNormalization, GroupNormalization and InstanceNormalization want the channel axis at
 physical position 1 — a channels-first form for the usual channels-last axis, which a
@@ -92,8 +93,12 @@ def _norm_axes(layer: Layer, rank: int, what: str) -> list[int]:
     return sorted(normalize_axis(a, rank, what) for a in layer.attrs["axis"])
 
 
-def _trailing(axes: list[int], rank: int) -> bool:
-    return axes == list(range(axes[0], rank))
+def _native_axes(x: Val, axes: list[int]) -> bool:
+    """Whether the native LayerNormalization/RMSNormalization operator fits: the axes trail,
+    and their sizes are numbers (its scale input, ones when the layer has none, is a constant
+    of that shape; a symbolic axis takes the defining formula, which needs no constant)."""
+    return (axes == list(range(axes[0], x.rank))
+            and all(isinstance(x.shape[a], int) for a in axes))
 
 
 @emits("layer_normalization")
@@ -102,7 +107,7 @@ def layer_norm(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     axes = _norm_axes(layer, x.rank, "LayerNormalization")
     eps = float(layer.attrs["epsilon"])
     out = layer.out_types[0]
-    if _trailing(axes, x.rank) and b.has("LayerNormalization"):
+    if _native_axes(x, axes) and b.has("LayerNormalization"):
         shape = tuple(int(x.shape[a]) for a in axes)
         ins = [b.get(x), _ones_or(b, layer, "weight", shape, 1.0)]
         if b.has_weight(layer, "bias"):
@@ -123,7 +128,7 @@ def rms_norm(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     axes = _norm_axes(layer, x.rank, "RMSNormalization")
     eps = float(layer.attrs["epsilon"])
     out = layer.out_types[0]
-    if _trailing(axes, x.rank) and b.has("RMSNormalization"):
+    if _native_axes(x, axes) and b.has("RMSNormalization"):
         shape = tuple(int(x.shape[a]) for a in axes)
         ins = [b.get(x), _ones_or(b, layer, "weight", shape, 1.0)]
         return [b.val(out, b.op("RMSNormalization", ins, axis=axes[0], epsilon=eps))]

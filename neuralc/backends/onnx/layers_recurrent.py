@@ -26,7 +26,7 @@ import numpy as np
 from neuralc.backends.onnx.activations import activation, rnn_activation
 from neuralc.backends.onnx.builder import Builder, Layer, Val, channels_first, dims_of
 from neuralc.backends.onnx.emitters import emits, emitter_for
-from neuralc.backends.onnx.layers_conv import window_attrs
+from neuralc.backends.onnx.layers_conv import same_input
 from neuralc.ir.types import TensorType
 from neuralc.layers.catalog import inner_layer
 from neuralc.layers.common import same_pads
@@ -270,12 +270,13 @@ def conv_lstm2d(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     xc = b.get(x)
     frames = b.op("Reshape", [xc, b.concat([b.ints([-1]), b.shape_of(xc, 2)], 0)])
     frames_cf = b.op("Transpose", [frames], perm=[0, 3, 1, 2], hint="nchw")
-    ins = [frames_cf, b.param(layer, "weight_ih")]
+    src, pads, _ = same_input(b, frames_cf, tuple(x.shape[2:4]), k, a["strides"],
+                              a["dilation_rate"], a["padding"])
+    ins = [src, b.param(layer, "weight_ih")]
     if a["use_bias"]:
         ins.append(b.param(layer, "bias"))
     conv = b.op("Conv", ins, kernel_shape=k, strides=a["strides"], dilations=a["dilation_rate"],
-                **window_attrs(tuple(x.shape[2:4]), k, a["strides"], a["dilation_rate"],
-                               a["padding"]))
+                **pads)
     xw = b.op("Reshape", [conv, b.concat([b.shape_of(xc, 0, 2), b.shape_of(conv, 1)], 0)])
     hw = b.shape_of(conv, 2)
     zeros = b.zeros(b.concat([b.shape_of(xc, 0, 1), b.ints([f]), hw], 0))  # (N, f, h', w')
