@@ -50,6 +50,13 @@ def compile_source(
     names = [n.name for n in file.networks]
     if not names:
         raise CompileError([Diagnostic("error", f"{filename}: no 'network' block in the file")])
+    seen: dict[str, object] = {}
+    for n in file.networks:
+        if n.name in seen:
+            raise CompileError([Diagnostic("error", f"network '{n.name}' is defined twice",
+                                           n.name_span).with_note("first defined here",
+                                                                  seen[n.name])])
+        seen[n.name] = n.name_span
     if network is None:
         if len(names) > 1:
             raise UsageError(

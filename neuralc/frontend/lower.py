@@ -26,7 +26,10 @@ from neuralc.layers.catalog import LayerArg, LayerSpec, Param, ParamError
 from neuralc.location import Location
 
 BATCH = "batch"
-RESERVED_DIM_NAMES = {"x"}  # the IR text separates dims with " x "
+# The IR text separates dims with " x " and writes quotients with floordiv/ceildiv; anonymous
+# dims are named _d0, _d1, ... So none of these may name a dimension.
+RESERVED_DIM_NAMES = {"x", "floordiv", "ceildiv"}
+ANONYMOUS_PREFIX = "_d"
 
 
 @dataclass
@@ -156,9 +159,11 @@ class Lowering:
                     dims.append(sym(f"_d{anon}"))
                     anon += 1
                 elif isinstance(item, ast.Name):
-                    if item.id in RESERVED_DIM_NAMES:
+                    if item.id in RESERVED_DIM_NAMES or (
+                            item.id.startswith(ANONYMOUS_PREFIX) and item.id[2:].isdigit()):
                         self.diags.error(
-                            f"'{item.id}' cannot name a dimension; choose another name", item.span
+                            f"'{item.id}' cannot name a dimension (reserved); choose another name",
+                            item.span,
                         )
                         continue
                     named_dims.add(item.id)
@@ -172,6 +177,9 @@ class Lowering:
                         "an input dimension must be a positive integer, a name or None", item.span
                     )
             name = inp.name or ("input" if idx == 0 else f"input_{idx}")
+            if not name.isidentifier() or not name.isascii():
+                self.diags.error(f"input name '{name}' must be an identifier (letters, digits, "
+                                 "'_', not starting with a digit)", inp.name_span or inp.span)
             if name in names:
                 self.diags.error(f"input '{name}' is declared twice", inp.name_span or inp.span)
             types.append(TensorType(tuple(dims), "f32"))

@@ -25,6 +25,7 @@ __all__ = ["expand", "MAX_REPEAT"]
 
 #: Upper bound for one ``* N``: a typo such as ``* 100000`` should be an error, not a hang.
 MAX_REPEAT = 10_000
+MAX_LAYERS = 100_000  # layers in one network after every expansion and repetition
 
 _LOCATIONS = (FileLoc, CallSiteLoc, FusedLoc, UnknownLoc)
 
@@ -100,6 +101,7 @@ class _Expander:
 
     def __init__(self, file: ast.File):
         self.diags = DiagnosticEngine()
+        self.expanded = 0  # layers added by repetition so far (see MAX_LAYERS)
         self.macros: dict[str, ast.MacroDef] = {}
         for m in file.macros:
             first = self.macros.get(m.name)
@@ -206,6 +208,14 @@ class _Expander:
                 branches=[self.items(b, stack) for b in call.branches]
                 if call.branches is not None else None,
             )]
+        size = sum(1 for _ in _calls(one))
+        if size * count > MAX_LAYERS or self.expanded + size * count > MAX_LAYERS:
+            # Nested repeats multiply (R * 10000 of a macro holding Dense * 10000): stop early.
+            where = call.repeat.span if call.repeat is not None else call.span
+            self.diags.error(f"this expands to more than {MAX_LAYERS:,} layers in all",
+                             where)
+            return []
+        self.expanded += size * (count - 1)
         out = list(one)
         for _ in range(count - 1):
             out.extend(copy.deepcopy(one))

@@ -299,3 +299,26 @@ def test_optimizer_hpos_are_named_by_their_keyword():
 def test_a_layer_whose_output_is_dropped_is_an_error(layers):
     out = net_errors(layers, inp="(4,)")
     assert "is never used: nothing merges it and the network does not return it" in out
+
+
+def test_reserved_dim_names_and_input_names():
+    out = errors_of("""\
+network N {
+  input: { "my img": (4,), b: (floordiv, 2), c: (_d0, 2) }
+  layers:
+    Dense(3)
+}
+""")
+    assert "input name 'my img' must be an identifier" in out
+    assert "'floordiv' cannot name a dimension (reserved)" in out
+    assert "'_d0' cannot name a dimension (reserved)" in out
+
+
+def test_two_networks_with_one_name():
+    out = errors_of("network N { input: (2,) layers: Dense(1) }\nnetwork N { input: (3,) layers: Dense(1) }\n")
+    assert "m.nr:2:9: error: network 'N' is defined twice" in out
+
+
+def test_nested_repeats_are_capped():
+    out = errors_of("define R { Dense(2) * 10000 }\nnetwork N {\n  input: (4,)\n  layers:\n    R * 10000\n}\n")
+    assert "expands to more than 100,000 layers in all" in out

@@ -39,8 +39,9 @@ class OnnxBackend(Backend):
             raise BackendUnavailable(
                 f"the onnx target needs {' and '.join(missing)}: pip install 'neuralc[onnx]'")
 
-    def unsupported(self, op: Op) -> str | None:
-        """Why ``op`` cannot be written at the default opset (a one-op trial), or None."""
+    def unsupported(self, op: Op, options: BackendOptions | None = None) -> str | None:
+        """Why ``op`` cannot be written at ``options.opset`` (the default opset when no options
+        are given), from a one-op trial; None if it can."""
         from neuralc.backends.onnx.builder import Builder, Unsupported
         from neuralc.backends.onnx.emit import emit_op
         from neuralc.runtime.weights import WeightsError, init_weight, op_weights
@@ -49,7 +50,7 @@ class OnnxBackend(Backend):
             weights = {w.name: init_weight(w.name, w.spec) for w in op_weights(op)}
         except WeightsError as e:
             return str(e)
-        b = Builder(BackendOptions().opset, weights)
+        b = Builder((options or BackendOptions()).opset, weights)
         inputs = [b.val(v.type, b.fresh(f"in{i}")) for i, v in enumerate(op.operands)]
         try:
             emit_op(b, op, inputs)
