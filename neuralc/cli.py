@@ -34,6 +34,26 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _non_negative(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got '{text}'") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {v}")
+    return v
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", metavar="NAME", help="the network to use when the file has several")
     p.add_argument(
@@ -71,7 +91,7 @@ def _ir_debug(p: argparse.ArgumentParser) -> None:
 
 def _backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors) to compile in")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    p.add_argument("--seed", type=_non_negative, default=0, help="seed of the initial weights")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at most 26)")
     p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "mixed"),
                    help="numeric precision (default: the model's execution { precision }, "
@@ -127,7 +147,8 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         help=".npy input; NAME=FILE for named inputs; once per input",
     )
     run_p.add_argument("--random", action="store_true", help="run on a seeded random input")
-    run_p.add_argument("--batch", type=int, default=2, help="batch size of --random (default 2)")
+    run_p.add_argument("--batch", type=_positive, default=2,
+                       help="batch size of --random (default 2)")
     run_p.add_argument(
         "--dim",
         metavar="NAME=N",
@@ -139,7 +160,8 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     run_p.add_argument(
         "--save-weights", metavar="FILE", help="save the weights used (.safetensors)"
     )
-    run_p.add_argument("--seed", type=int, default=0, help="seed of initial weights and --random")
+    run_p.add_argument("--seed", type=_non_negative, default=0,
+                       help="seed of initial weights and --random")
     run_p.add_argument("--target", default="reference", choices=ALL_TARGETS,
                        help="where to run: reference (default), onnx (onnxruntime), or auto "
                        "(the best built target this machine runs)")
@@ -189,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(render_all(e.diagnostics) + "\n")
         return EXIT_MODEL
     except BackendUnavailable as e:
+        sys.stderr.write(f"neuralc: error: {e}\n")
+        return EXIT_USAGE
+    except OSError as e:  # a file the user named could not be written or read (e.g. --dump-dir)
         sys.stderr.write(f"neuralc: error: {e}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:

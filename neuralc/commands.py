@@ -104,7 +104,8 @@ def _write(text: str, output: str | None) -> None:
 
 
 def _optimised(args: argparse.Namespace, level: int, target: str = "reference",
-               debug_fusion: bool = False) -> tuple[CompiledModel, object]:
+               debug_fusion: bool = False,
+               model: CompiledModel | None = None) -> tuple[CompiledModel, object]:
     """The model (graph IR, shape-checked) and a copy optimised by the ``-O`` tensor pipeline.
 
     ``--passes`` replaces the whole pipeline; the debugging flags apply to every pass.
@@ -112,7 +113,8 @@ def _optimised(args: argparse.Namespace, level: int, target: str = "reference",
     from neuralc.driver import tensor_stage
     from neuralc.passes.pipelines import tensor_pipeline, with_fusion_debug
 
-    model = _compile(args)  # graph stage: shape inference, at the line of any error
+    if model is None:
+        model = _compile(args)  # graph stage: shape inference, at the line of any error
     passes = (args.passes.split(",") if getattr(args, "passes", None)
               else tensor_pipeline(level, args.precision, target)[len(pipeline(level)):])
     if debug_fusion:
@@ -255,13 +257,24 @@ def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.nd
     from neuralc.ir.core import func_body
     from neuralc.layers import catalog
 
-    sizes: dict[str, int] = {"batch": args.batch}
     ranges = model.module.attributes.get("dims", {})
+    known = {n for a in func_body(model.module.funcs[0]).args for d in (a.type.shape or ())
+             for n in symbols(d)}
+
+    def clamp(name: str, value: int) -> int:
+        # Into the model's own range for that symbol (dims { }), as a user's input must be.
+        lo, hi = ranges.get(name) or [None, None]
+        return min(max(value, lo or 1), hi) if hi is not None else max(value, lo or 1)
+
+    sizes: dict[str, int] = {"batch": clamp("batch", args.batch)}
     for s in args.dim:
         k, _, v = s.partition("=")
         val = parse_override(v)
-        if not k or not isinstance(val, int) or val < 1:
+        if not k or not isinstance(val, int) or isinstance(val, bool) or val < 1:
             raise UsageError(f"--dim expects NAME=N with a positive N, got '{s}'")
+        if k not in known:
+            raise UsageError(f"--dim {k}: the model has no symbolic dim '{k}'"
+                             + (f"; it has: {', '.join(sorted(known))}" if known else ""))
         sizes[k] = val
     rng = np.random.default_rng(args.seed)
     arrays = []
@@ -270,8 +283,7 @@ def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.nd
         for d in a.type.shape:
             for name in symbols(d):
                 if name not in sizes:
-                    lo = (ranges.get(name) or [None, None])[0]
-                    sizes[name] = lo if lo is not None else 8
+                    sizes[name] = clamp(name, 8)
         shape = tuple(evaluate(d, sizes) for d in a.type.shape)
         if a.type.dtype.startswith("i"):
             emb = [u for u in a.users() if catalog.by_op(u.name) is catalog.lookup("Embedding")]
@@ -322,7 +334,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if backend is None and args.graph:
             outputs = run_module(model.module, inputs, weights)
         elif backend is None:
-            _, optimised = _optimised(args, args.opt)
+            _, optimised = _optimised(args, args.opt, model=model)
             outputs = run_module(optimised, inputs, weights)
         else:
             exe = backend.load(backend.emit(model, weights, _options(args)), model)
@@ -338,9 +350,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output:
         if len(outputs) != 1:
             raise UsageError("-o takes one output; this model has several")
+        path = args.output if str(args.output).endswith(".npy") else f"{args.output}.npy"
         try:
-            np.save(args.output, outputs[0])
+            np.save(path, outputs[0])
         except OSError as e:
-            raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
-        print(f"wrote {args.output}")
+            raise UsageError(f"cannot write {path}: {e.strerror}") from None
+        print(f"wrote {path}")
     return 0

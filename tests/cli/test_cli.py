@@ -159,3 +159,19 @@ def test_inputs_that_are_not_numeric_npy_files_are_refused_plainly(capsys, tmp_p
     np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     code, _, err = run(capsys, "run", MNIST, "--input", objects)
     assert code == 1 and "holds Python objects" in err and "allow_pickle" not in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--batch", "-1"], "expected a positive integer"),
+    (["--seed", "-1"], "expected a non-negative integer"),
+    (["--dim", "foo=3"], "the model has no symbolic dim 'foo'"),
+])
+def test_random_run_flags_are_checked(capsys, argv, message):
+    with pytest.raises(SystemExit) as ei:
+        raise SystemExit(main(["run", str(MNIST), "--random", *argv]))
+    assert ei.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_output_path_is_reported_as_written(capsys, tmp_path):
+    code, out, _ = run(capsys, "run", MNIST, "--random", "-o", tmp_path / "y")
+    assert code == 0 and f"wrote {tmp_path / 'y.npy'}" in out and (tmp_path / "y.npy").exists()

@@ -17,9 +17,10 @@ RMSNormalizationAxes), and where Keras lacks a parameter it is composed from Ker
 
 from __future__ import annotations
 
-from neuralc.backends.keras.pycode import Code, call
+from neuralc.backends.keras.pycode import Code, call, literal
 from neuralc.backends.keras.registry import Gen, KerasLayer, LayerOp, Unsupported, emitter
 from neuralc.layers.activations import canonical_activation
+from neuralc.layers.common import same_pads
 
 # neuralc activation -> the name keras.activations.get() knows with the same definition.
 KERAS_ACTIVATIONS = {
@@ -145,8 +146,8 @@ def _odd_same_padding(op: LayerOp) -> bool:
     for size, k, s in zip(op.in_shape[1:-1], a["pool_size"], strides):
         if not isinstance(size, int):
             return True
-        out = -(-size // s)
-        if max((out - 1) * s + k - size, 0) % 2:
+        before, after = same_pads(size, k, s)
+        if before != after:
             return True
     return False
 
@@ -273,22 +274,38 @@ def batch_norm(op: LayerOp, gen: Gen) -> KerasLayer:
                       [("", "[" + ", ".join(arrays) + "]")])
 
 
+def _trailing(op: LayerOp, axes: list[int]) -> bool:
+    """Whether ``axes`` (non-negative, sorted) are the last axes of the input."""
+    return axes == list(range(op.rank - len(axes), op.rank))
+
+
+def _axes_code(axes: list[int]) -> Code:
+    return Code(literal(axes[0]) if len(axes) == 1 else repr(axes))
+
+
 @emitter("LayerNormalization")
 def layer_norm(op: LayerOp, gen: Gen) -> KerasLayer:
+    """Over axes that are not the last ones it is LayerNormalizationAxes: Keras's torch backend
+    hands any contiguous axes to torch's layer_norm, which normalises the trailing axes only."""
     a = op.attrs
     axes = sorted(_axis(op, x) for x in a["axis"])
     kw = _kw(op, {"epsilon": 1e-3, "center": True, "scale": True}, epsilon=a["epsilon"],
              center=a["center"], scale=a["scale"])
-    ctor = call("layers.LayerNormalization", Code(repr(axes[0]) if len(axes) == 1 else
-                                                  repr(axes)), **kw)
-    return KerasLayer(ctor, [("", f"[{_affine(op)}]")] if op.weight_specs() else [])
+    weights = [("", f"[{_affine(op)}]")] if op.weight_specs() else []
+    if not _trailing(op, axes):
+        gen.use("LayerNormalizationAxes")
+        return KerasLayer(call("LayerNormalizationAxes", axes, **kw), weights)
+    return KerasLayer(call("layers.LayerNormalization", _axes_code(axes), **kw), weights)
 
 
 @emitter("GroupNormalization", "InstanceNormalization")
 def group_norm(op: LayerOp, gen: Gen) -> KerasLayer:
-    """InstanceNormalization is GroupNormalization with one group per channel (groups=-1)."""
+    """InstanceNormalization is GroupNormalization with one group per channel (groups=-1);
+    Keras's GroupNormalization needs the number of channels even without an affine."""
     a = op.attrs
     groups = a.get("groups", -1)
+    op.dim(a["axis"], f"number of channels (axis {_axis(op, a['axis'])}) for its "
+                      "GroupNormalization")
     kw = _kw(op, {"axis": -1, "epsilon": 1e-3, "center": True, "scale": True}, axis=a["axis"],
              epsilon=a["epsilon"], center=a["center"], scale=a["scale"])
     return KerasLayer(call("layers.GroupNormalization", groups, **kw),
@@ -298,23 +315,24 @@ def group_norm(op: LayerOp, gen: Gen) -> KerasLayer:
 @emitter("RMSNormalization")
 def rms_norm(op: LayerOp, gen: Gen) -> KerasLayer:
     """Keras's RMSNormalization always has a scale; without one it is frozen at ones. Over
-    axes that are not the last ones it is RMSNormalizationAxes: Keras's torch backend hands
-    such axes to torch.rms_norm, which normalises the trailing axes only."""
+    axes that are not the last ones, or without a scale over axes the model leaves symbolic
+    (Keras would size its scale from them), it is RMSNormalizationAxes: Keras's torch backend
+    hands such axes to torch.rms_norm, which normalises the trailing axes only."""
     a = op.attrs
     axes = sorted(_axis(op, x) for x in a["axis"])
     kw = _kw(op, {"epsilon": 1e-6}, epsilon=a["epsilon"])
-    if axes != list(range(op.rank - len(axes), op.rank)):
+    symbolic = any(not isinstance(op.in_shape[x], int) for x in axes)
+    if not _trailing(op, axes) or (symbolic and not a["scale"]):
         gen.use("RMSNormalizationAxes")
         ctor = call("RMSNormalizationAxes", axes, **kw, scale=a["scale"])
         return KerasLayer(ctor, [("", f"[{op.w('weight')}]")] if a["scale"] else [])
     if not a["scale"]:
         kw = {**kw, "trainable": False}
-    ctor = call("layers.RMSNormalization", Code(repr(axes[0]) if len(axes) == 1 else
-                                                repr(axes)), **kw)
+    ctor = call("layers.RMSNormalization", _axes_code(axes), **kw)
     if a["scale"]:
         return KerasLayer(ctor, [("", f"[{op.w('weight')}]")])
-    shape = tuple(op.in_shape[x] for x in axes)
-    return KerasLayer(ctor, [("", f"[np.ones({shape!r}, np.float32)]")])
+    shape = [op.dim(x, f"size of axis {x}") for x in axes]
+    return KerasLayer(ctor, [("", f"[np.ones({literal(shape)}, np.float32)]")])
 
 
 # -- embedding -------------------------------------------------------------------------------------
@@ -378,9 +396,9 @@ def prelu(op: LayerOp, gen: Gen) -> KerasLayer:
     kw: dict = {"alpha_initializer": init}
     if axes:
         kw["shared_axes"] = axes
-    shape = (1,) * (rank - 1) if shared else (1,) * (rank - 2) + (op.in_shape[-1],)
+    shape = [1] * (rank - 1) if shared else [1] * (rank - 2) + [op.dim(-1, "number of channels")]
     return KerasLayer(call("layers.PReLU", **kw, name=op.name),
-                      [("", f"[{op.w('weight')}.reshape({shape!r})]")])
+                      [("", f"[{op.w('weight')}.reshape({literal(shape)})]")])
 
 
 # -- merges and residuals --------------------------------------------------------------------------
@@ -415,7 +433,7 @@ def residual(op: LayerOp, gen: Gen) -> KerasLayer:
 def squeeze_excitation(op: LayerOp, gen: Gen) -> KerasLayer:
     """GlobalAveragePooling(keepdims) -> Dense(relu) -> Dense(sigmoid) -> Multiply, one layer."""
     gen.use("SqueezeExcitation")
-    c = op.in_shape[-1]
+    c = op.dim(-1, "number of channels")
     hidden = c // op.attrs["ratio"]
     ctor = call("SqueezeExcitation", c, hidden, op.rank - 2, name=op.name)
     return KerasLayer(ctor, [

@@ -7,6 +7,9 @@ import keyword
 import re
 from typing import Any
 
+from neuralc.backends.keras.registry import fixed
+from neuralc.ir.dims import Expr
+
 # Names the generated module defines or imports; a value named like one gets a trailing "_".
 RESERVED = frozenset({
     "keras", "layers", "ops", "np", "math", "sys", "argparse", "json", "Path", "model", "inputs",
@@ -19,7 +22,11 @@ RESERVED = frozenset({
 
 
 def literal(value: Any) -> str:
-    """A Python literal for an attribute value; lists become tuples (Keras takes either)."""
+    """A Python literal for an attribute value; lists become tuples (Keras takes either).
+
+    A symbolic dim has no literal: it is refused (Unsupported) rather than written."""
+    if isinstance(value, Expr):
+        fixed(value, "size here")
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from neuralc.ir.dims import Expr
 from neuralc.ir.types import TensorType
 from neuralc.layers.catalog import LayerSpec, WeightSpec
 from neuralc.location import UNKNOWN, Location
@@ -18,6 +19,19 @@ from neuralc.location import UNKNOWN, Location
 
 class Unsupported(Exception):
     """Keras cannot express this layer (with these parameters) faithfully; says why."""
+
+
+def fixed(d: object, what: str) -> int:
+    """``d`` as the number Keras needs for ``what``; Unsupported naming the symbol to make
+    static where the model leaves it symbolic. Every dim written into generated code passes
+    here (or through :func:`neuralc.backends.keras.pycode.literal`, which refuses symbols too),
+    so a symbolic size is a located error, never an ``Expr`` in a broken file."""
+    if isinstance(d, Expr):
+        raise Unsupported(f"Keras needs a fixed {what}, but the model leaves it as the "
+                          f"symbolic dim '{d}'; give it a number in the input shape")
+    if isinstance(d, bool) or not isinstance(d, int):
+        raise TypeError(f"not a dimension: {d!r}")
+    return d
 
 
 @dataclass
@@ -56,6 +70,10 @@ class LayerOp:
     @property
     def rank(self) -> int:
         return len(self.in_shape)
+
+    def dim(self, axis: int, what: str) -> int:
+        """The size of input axis ``axis`` (batch included) where Keras needs a number."""
+        return fixed(self.in_shape[axis], what)
 
 
 @dataclass
