@@ -145,6 +145,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     backend = _backend(args.target)
     _options(args)  # a bad --opset is a usage error before any work
     model = _compile(args, _pass_manager(args, pipeline(args.opt)))
+    if not any(op.dialect == "graph" for op in model.module.walk()):
+        raise UsageError(f"the {args.target} target reads the graph IR; --passes must not "
+                         "lower it (drop lower-to-tensor and what follows)")
     artifact = backend.emit(model, _weights_for(model, args), _options(args))
     if args.output is None and backend.extension == ".py":
         sys.stdout.write(artifact.data.decode())

@@ -42,6 +42,11 @@ class PassManager:
             self.dump_dir.mkdir(parents=True, exist_ok=True)
             (self.dump_dir / "00-input.nir").write_text(print_module(module))
         for i, p in enumerate(self.passes, start=1):
+            if p.level == "tensor" and any(op.dialect == "graph" for op in module.walk()):
+                # A tensor-level pass on graph ops would do nothing or the wrong thing.
+                raise CompileError([Diagnostic(
+                    "error", f"pass '{p.name}' runs on tensor IR, but the module still holds "
+                    "graph ops; run lower-to-tensor before it")])
             if _matches(self.print_before, p.name):
                 self.out.write(
                     f"// -----// IR before {p.name} //----- //\n{print_module(module)}\n"

@@ -27,3 +27,11 @@ def test_bad_dims_attribute_is_reported(tmp_path, capsys):
                  '(tensor<n x f32>) {\n    "func.return"(%x) : (tensor<n x f32>) -> ()\n  }\n}\n')
     assert main(["opt", str(f), "--passes=shape-infer"]) == 1
     assert "'dims' must map symbols to [lo, hi] ranges" in capsys.readouterr().err
+
+
+def test_a_tensor_pass_on_graph_ir_is_refused(capsys):
+    from pathlib import Path
+
+    mnist = Path(__file__).resolve().parents[2] / "examples" / "mnist_cnn.nr"
+    assert main([str(mnist), "--emit", "kernels", "--passes=fuse"]) == 1
+    assert "pass 'fuse' runs on tensor IR" in capsys.readouterr().err

@@ -11,8 +11,10 @@ weights convert: Dense ``(out, in)`` -> ``(in, out)``, Conv ``(out, in/g, *k)`` 
 
 Where Keras's own layer would compute something else on some backend, a small custom layer of
 the generated file computes Keras's definition instead (AveragePoolingSame,
-RMSNormalizationAxes), and where Keras lacks a parameter it is composed from Keras layers
-(GroupedConvTranspose for ``groups``; SqueezeExcitation); snippets.py holds their source.
+LayerNormalizationAxes, RMSNormalizationAxes), and where Keras lacks a parameter it is composed
+from Keras layers (GroupedConvTranspose for ``groups``; SqueezeExcitation); snippets.py holds
+their source. Where Keras needs a size the model leaves symbolic, the emitter refuses
+(``LayerOp.dim``, and ``pycode.literal`` for any dim written as a literal).
 """
 
 from __future__ import annotations

@@ -53,7 +53,14 @@ def recurrent(op: LayerOp, gen: Gen) -> KerasLayer:
 
 @emitter("ConvLSTM2D")
 def conv_lstm2d(op: LayerOp, gen: Gen) -> KerasLayer:
+    """Keras's ConvLSTM2D builds its cell for fixed spatial sizes (the time axis may vary)."""
     a = op.attrs
+    symbolic = [f"'{d}'" for d in op.in_shape[2:4] if not isinstance(d, int)]
+    if symbolic:
+        them = "them numbers" if len(symbolic) > 1 else "it a number"
+        raise Unsupported(f"Keras's ConvLSTM2D needs a fixed height and width (axes 2 and 3), "
+                          f"but the model leaves {' and '.join(symbolic)} symbolic; give {them} "
+                          "in the input shape (the time axis may stay symbolic)")
     kw = {}
     for k, default in (("strides", [1, 1]), ("padding", "valid"), ("dilation_rate", [1, 1])):
         if a[k] != default:
@@ -149,8 +156,10 @@ def dot_attention(op: LayerOp, gen: Gen) -> KerasLayer:
 
 @emitter("PositionalEncoding")
 def positional_encoding(op: LayerOp, gen: Gen) -> KerasLayer:
+    """The layer builds its (max_len, features) table once, from the input's feature size."""
     gen.use("PositionalEncoding")
     a = op.attrs
+    op.dim(-1, f"number of features (axis {op.rank - 1}) to build its position table")
     ctor = call("PositionalEncoding", a["max_len"], a["encoding"], name=op.name)
     weights = [("", f"[{op.w('weight')}]")] if a["encoding"] == "learned" else []
     return KerasLayer(ctor, weights)
@@ -160,7 +169,7 @@ def _transformer(op: LayerOp, gen: Gen, cls: str, attentions: tuple[str, ...],
                  norms: int) -> KerasLayer:
     a = op.attrs
     gen.use(cls, "_packed_proj", "_proj_out")
-    d = op.in_shape[-1]
+    d = op.dim(-1, "model width (the last axis)")
     h = a["num_heads"]
     ctor = call(cls, d, h, a["ff_dim"], dropout=a["dropout"], activation=a["activation"],
                 norm_first=a["norm_first"], epsilon=a["epsilon"], causal=a["causal"],

@@ -312,6 +312,48 @@ class RMSNormalizationAxes(layers.Layer):
                 "scale": self.use_scale}
 ''')
 
+_snippet("LayerNormalizationAxes", '''
+@keras.saving.register_keras_serializable(package="neuralc")
+class LayerNormalizationAxes(layers.Layer):
+    """(x - mean) / sqrt(variance + epsilon) * gamma + beta over any axes, in at least
+    float32, as Keras's LayerNormalization defines it (on the torch backend Keras hands any
+    contiguous axes to torch's layer_norm, which normalises the trailing axes only)."""
+
+    def __init__(self, axis, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.epsilon = sorted(axis), epsilon
+        self.center, self.scale = center, scale
+
+    def build(self, input_shape):
+        shape = tuple(input_shape[a] for a in self.axis)
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones",
+                                     autocast=False) if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros",
+                                    autocast=False) if self.center else None
+        self.built = True
+
+    def call(self, x):
+        x = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))
+        mean = ops.mean(x, axis=self.axis, keepdims=True)
+        variance = ops.mean(ops.square(x - mean), axis=self.axis, keepdims=True)
+        y = (x - mean) * ops.rsqrt(variance + self.epsilon)
+        for weight, combine in ((self.gamma, ops.multiply), (self.beta, ops.add)):
+            if weight is not None:
+                shape = [1] * len(x.shape)
+                for a, n in zip(self.axis, weight.shape):
+                    shape[a] = n
+                y = combine(y, ops.reshape(ops.cast(weight, y.dtype), shape))
+        return ops.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}
+''')
+
 _snippet("_sinusoid_table", '''
 def _sinusoid_table(length: int, d: int) -> np.ndarray:
     """Vaswani et al.'s table (float64): sin on even channels, cos on odd ones."""

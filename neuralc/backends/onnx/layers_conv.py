@@ -9,7 +9,7 @@ rule, computed at run time) when they are symbolic; 'causal' pads only the start
 ``SAME_UPPER`` differs from Keras in one case: a symbolic axis whose stride exceeds the window.
 Keras pads ``max(total, 0)`` there; onnxruntime pads the negative total (shifted windows for a
 convolution, an error for pooling). Such an axis gets its pads computed in the graph from the
-input's shape and an explicit Pad before the window op (see :func:`same_input`).
+input's shape and concatenated to the input of the window op (see :func:`same_input`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,11 @@ from neuralc.layers.resampling import side_pairs
 INT64_MAX = 2 ** 63 - 1
 
 
+# Pads computed in the graph for one axis: (physical axis, pad before, pad after), the amounts
+# 1-element int64 tensors.
+RuntimePads = list[tuple[int, str, str]]
+
+
 def runtime_same_pads(spatial: tuple[Dim, ...], k: list[int], s: list[int], d: list[int],
                       padding: str) -> bool:
     """Whether Keras's 'same' pads must be computed in the graph: some symbolic axis has a
@@ -41,6 +46,11 @@ def runtime_same_pads(spatial: tuple[Dim, ...], k: list[int], s: list[int], d: l
     return padding == "same" and any(
         not isinstance(x, int) and si > 1 and effective_window(ki, di) < si
         for x, ki, si, di in zip(spatial, k, s, d))
+
+
+def _static_same(n: Dim, k: int, s: int, d: int) -> tuple[int, int]:
+    """'same' pads of an axis whose pads do not depend on a symbolic size (stride 1: eff - 1)."""
+    return same_pads(n if isinstance(n, int) else 64, k, s, d)
 
 
 def window_attrs(spatial: tuple[Dim, ...], k: list[int], s: list[int], d: list[int],
@@ -57,56 +67,65 @@ def window_attrs(spatial: tuple[Dim, ...], k: list[int], s: list[int], d: list[i
     # onnxruntime refuses dilation with auto_pad). With the window at least the stride, the
     # total padding is never negative, and SAME_UPPER's split is Keras's.
     if all(isinstance(x, int) or si == 1 for x, si in zip(spatial, s)):
-        pairs = [same_pads(x if isinstance(x, int) else 64, ki, si, di)
-                 for x, ki, si, di in zip(spatial, k, s, d)]
+        pairs = [_static_same(x, ki, si, di) for x, ki, si, di in zip(spatial, k, s, d)]
         return {"pads": [p[0] for p in pairs] + [p[1] for p in pairs]}
     return {"auto_pad": "SAME_UPPER"}
 
 
-def _same_pads_tensor(b: Builder, x: str, spatial: tuple[Dim, ...], k: list[int],
-                      s: list[int], d: list[int]) -> str:
-    """Keras's 'same' pads of channels-first ``x`` as the int64 ``pads`` input of ONNX's Pad
-    (begins then ends, zeros for the batch and channels), computed from ``x``'s shape on the
-    axes where they depend on the size."""
-    begins: list[str] = [b.ints([0, 0])]
-    ends: list[str] = [b.ints([0, 0])]
-    shape = None
-    for axis, (n, ki, si, di) in enumerate(zip(spatial, k, s, d), start=2):
-        if isinstance(n, int) or si == 1:
-            lo, hi = same_pads(n if isinstance(n, int) else 64, ki, si, di)
-            begins.append(b.ints([lo]))
-            ends.append(b.ints([hi]))
-            continue
-        if shape is None:
-            shape = b.op("Shape", [x])
-        size = b.slice(shape, [axis], [axis + 1], [0])
-        # total = (ceil(n / s) - 1) * s + eff - n, clamped at 0 as (t + |t|) / 2 (int64 Max
-        # and Relu come only in later opsets); Keras puts the odd pixel at the end.
-        out = b.op("Div", [b.op("Add", [size, b.ints([si - 1])]), b.ints([si])])
-        total = b.op("Sub", [b.op("Add", [b.op("Mul", [out, b.ints([si])]),
-                                          b.ints([effective_window(ki, di) - si])]), size])
-        total = b.op("Div", [b.op("Add", [total, b.op("Abs", [total])]), b.ints([2])])
-        lo = b.op("Div", [total, b.ints([2])], hint="pad_begin")
-        begins.append(lo)
-        ends.append(b.op("Sub", [total, lo], hint="pad_end"))
-    return b.concat(begins + ends, 0)
+def _same_amounts(b: Builder, x: str, axis: int, k: int, s: int, d: int) -> tuple[str, str]:
+    """Keras's 'same' (before, after) pads of physical ``axis`` of ``x``, computed from its
+    run-time length ``n``: ``total = max((ceil(n / s) - 1) * s + eff - n, 0)``, the odd pixel
+    at the end."""
+    n = b.shape_of(x, axis, axis + 1)
+    out = b.op("Div", [b.op("Add", [n, b.ints([s - 1])]), b.ints([s])])  # ceil(n / s)
+    total = b.op("Sub", [b.op("Add", [b.op("Mul", [out, b.ints([s])]),
+                                      b.ints([effective_window(k, d) - s])]), n])
+    # max(t, 0) as (t + |t|) / 2: int64 Max and Relu come only in later opsets.
+    total = b.op("Div", [b.op("Add", [total, b.op("Abs", [total])]), b.ints([2])])
+    before = b.op("Div", [total, b.ints([2])], hint="pad_before")
+    return before, b.op("Sub", [total, before], hint="pad_after")
+
+
+def pad_by_concat(b: Builder, x: str, pads: RuntimePads, fill: float) -> str:
+    """``x`` with ``fill`` blocks of run-time lengths concatenated at both ends of some axes.
+
+    Not ONNX's Pad: with pads that are not constants, ONNX's shape inference loses every dim
+    of Pad's result, where a Concat keeps the dims of the other axes (the channels, the batch,
+    the static sizes) for the layers after it.
+    """
+    from onnx import TensorProto, helper
+
+    value = helper.make_tensor("fill", TensorProto.FLOAT, [1], [fill])
+    for axis, before, after in pads:
+        head, tail = b.shape_of(x, 0, axis), b.shape_of(x, axis + 1)
+        blocks = [b.op("ConstantOfShape", [b.concat([head, amount, tail], 0)], value=value,
+                       hint="same_pad") for amount in (before, after)]
+        x = b.op("Concat", [blocks[0], x, blocks[1]], axis=axis)
+    return x
 
 
 def same_input(b: Builder, x: str, spatial: tuple[Dim, ...], k: list[int], s: list[int],
                d: list[int], padding: str, fill: float = 0.0
-               ) -> tuple[str, dict[str, Any], str | None]:
-    """The input of a window op over channels-first ``x``, its padding attributes, and the Pad
-    amounts when they are computed in the graph (None otherwise).
+               ) -> tuple[str, dict[str, Any], RuntimePads | None]:
+    """The input of a window op over channels-first ``x``, its padding attributes, and the
+    pads computed in the graph (None when the attributes say all the padding).
 
-    Where :func:`runtime_same_pads` holds, ``x`` is padded explicitly with ``fill`` (-inf for
-    max pooling) and the op runs unpadded; elsewhere ``x`` is unchanged and the attributes say
-    the padding.
+    Where :func:`runtime_same_pads` holds, every symbolic strided axis gets its pads computed
+    from ``x``'s shape and concatenated to ``x`` (``fill``: -inf for max pooling); the other
+    axes keep theirs, which do not depend on the size, in the ``pads`` attribute.
     """
     if not runtime_same_pads(spatial, k, s, d, padding):
         return x, window_attrs(spatial, k, s, d, padding), None
-    pads = _same_pads_tensor(b, x, spatial, k, s, d)
-    padded = b.op("Pad", [x, pads, b.scalar(fill)], mode="constant", hint="same_pad")
-    return padded, {}, pads
+    pads: RuntimePads = []
+    static: list[tuple[int, int]] = []
+    for axis, (n, ki, si, di) in enumerate(zip(spatial, k, s, d), start=2):
+        if isinstance(n, int) or si == 1:
+            static.append(_static_same(n, ki, si, di))
+        else:
+            pads.append((axis, *_same_amounts(b, x, axis, ki, si, di)))
+            static.append((0, 0))
+    attrs = {"pads": [p[0] for p in static] + [p[1] for p in static]}
+    return pad_by_concat(b, x, pads, fill), attrs, pads
 
 
 def _spatial(t: Val | Any) -> tuple[Dim, ...]:
@@ -214,9 +233,9 @@ def pool(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     count_include_pad=0 divides by the real elements.
 
     With pads computed in the graph (:func:`same_input`) the input is padded explicitly: with
-    -inf for the maximum; for the average, the windows' mean over the zero-padded input is
-    divided by their mean over a padded mask of ones (the fraction of real elements), which is
-    Keras's sum over the real elements divided by their count.
+    -inf for the maximum; for the average, with zeros, and the windows' mean is divided by
+    their mean over a mask of ones padded alike (the fraction of real elements among those the
+    first mean counted), which leaves Keras's sum over the real elements by their count.
     """
     a = layer.attrs
     k = a["pool_size"]
@@ -230,10 +249,11 @@ def pool(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     elif pads is None:
         y = b.op("AveragePool", [src], kernel_shape=k, strides=s, count_include_pad=0, **attrs)
     else:
-        mean = b.op("AveragePool", [src], kernel_shape=k, strides=s)
+        mean = b.op("AveragePool", [src], kernel_shape=k, strides=s, count_include_pad=0,
+                    **attrs)
         ones = b.ones(b.concat([b.ints([1, 1]), b.shape_of(x, 2)], 0))  # (1, 1, *spatial)
-        mask = b.op("Pad", [ones, pads, b.scalar(0.0)], mode="constant", hint="same_mask")
-        real = b.op("AveragePool", [mask], kernel_shape=k, strides=s, hint="real_fraction")
+        real = b.op("AveragePool", [pad_by_concat(b, ones, pads, 0.0)], kernel_shape=k,
+                    strides=s, count_include_pad=0, hint="real_fraction", **attrs)
         y = b.op("Div", [mean, real])
     return _result(b, layer, y)
 

@@ -133,6 +133,14 @@ LAYER_CASES: list[tuple[str, str, dict[str, tuple[int, int]]]] = [
     ("layernorm-multiaxis", net("(3, 4, 5)", "LayerNormalization(axis=(1, -1))"), {}),
     ("layernorm-nocenter", net("(seq, 6)", "LayerNormalization(center=false, epsilon=1e-5)"),
      {}),
+    # contiguous axes that are not the last ones: Keras's torch backend would call
+    # F.layer_norm over the wrong axes (LayerNormalizationAxes instead)
+    ("layernorm-axis1-rank4", net("(3, 4, 5)", "LayerNormalization(axis=1)"), {}),
+    ("layernorm-axis1-nocenter", net("(4, seq, 3)", "LayerNormalization(axis=1, center=false, "
+                                                    "epsilon=1e-5)"), {}),
+    ("layernorm-middle-symbolic-no-affine", net("(seq, f, 3)", "LayerNormalization(axis=(1, 2), "
+                                                               "center=false, scale=false)"),
+     {"seq": (3, 6), "f": (4, 2)}),
     ("groupnorm", net("(h, w, 6)", "GroupNormalization(groups=3)"), {}),
     ("groupnorm-axis1", net("(4, 5)", "GroupNormalization(2, axis=1, scale=false)"), {}),
     ("instancenorm", net("(seq, 4)", "InstanceNormalization(epsilon=1e-5)"), {}),
@@ -140,6 +148,8 @@ LAYER_CASES: list[tuple[str, str, dict[str, tuple[int, int]]]] = [
     ("rmsnorm", net("(seq, 8)", "RMSNormalization(epsilon=1e-5)"), {}),
     ("rmsnorm-multiaxis-noscale", net("(3, 4, 5)", "RMSNormalization(axis=(1, 2), scale=false)"),
      {}),
+    ("rmsnorm-symbolic-noscale", net("(seq, f)", "RMSNormalization(scale=false)"),
+     {"f": (4, 7)}),
     # embedding
     ("embedding", net("(seq,)", "Embedding(50, 6)"), {}),
     ("embedding-2d-indices", net("(3, seq)", "Embedding(20, 4)"), {}),
@@ -203,6 +213,8 @@ LAYER_CASES: list[tuple[str, str, dict[str, tuple[int, int]]]] = [
     ("time-distributed-bidirectional", net("(t, seq, 3)", "TimeDistributed(Bidirectional("
                                                           "GRU(2, return_sequences=true)))"),
      {"t": (2, 3), "seq": (4, 5)}),
+    ("time-distributed-layernorm-axis1", net("(t, 4, 5)", "TimeDistributed(LayerNormalization("
+                                                          "axis=1))"), {}),
     ("time-distributed-avgpool-same", net("(t, 5, 3)", 'TimeDistributed(AveragePooling1D(2, '
                                                        'padding="same"))'), {}),
     # attention
@@ -248,7 +260,8 @@ FIT_TEXTS = {
 }
 FIT_EXAMPLES = ("mlp", "mnist_cnn", "lstm_text_classifier", "resnet_small", "bigru_tagger")
 RELOAD_EXAMPLES = ("se_resnet_block", "seq2seq_decoder", "vit_tiny")
-RELOAD_LAYERS = ("conv1d-transpose-groups", "positional-sinusoidal", "transformer-encoder")
+RELOAD_LAYERS = ("conv1d-transpose-groups", "positional-sinusoidal", "transformer-encoder",
+                 "layernorm-axis1-rank4")
 
 
 @dataclass

@@ -87,7 +87,8 @@ def test_cli_file_predicts_and_trains(keras_run: KerasSession, keras_case: str) 
     assert cli.saved.stat().st_size > 0
 
 
-@pytest.mark.parametrize("keras_case", ["mixed/mlp", "mixed/mnist_cnn"])
+@pytest.mark.parametrize("keras_case", ["mixed/mlp", "mixed/mnist_cnn",
+                                        "mixed/layernorm-axis1-rank4"])
 def test_mixed_precision_policy(keras_run: KerasSession, keras_case: str) -> None:
     """--precision mixed builds under Keras's mixed_float16 policy: float16 activations, so
     the outputs agree with the float32 reference to float16's precision (about 1e-3)."""
