@@ -333,7 +333,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # sizes each layer can take, token indices (neuralc.runtime.sizes).
         arrays, env = bind_inputs(model.module.funcs[0], inputs,
                                   model.module.attributes.get("dims"))
-        check_run(model.module.funcs[0], arrays, env)
+        check_run(model.module.funcs[0], arrays, env,
+                  model.module.attributes.get("dim_constraints"))
         if backend is None and args.graph:
             outputs = run_module(model.module, inputs, weights)
         elif backend is None:

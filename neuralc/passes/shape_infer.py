@@ -29,6 +29,9 @@ class Unifier(ShapeContext):
     def __init__(self, ranges: dict[str, list[int | None]] | None = None):
         self.bindings: dict[str, Dim] = {}
         self.ranges: dict[str, list[int | None]] = {k: list(v) for k, v in (ranges or {}).items()}
+        # A ranged symbol bound to an expression (seq = t * 2) keeps its range here, as a
+        # constraint on the expression, checked against real sizes when inputs arrive.
+        self.constraints: list[tuple[Dim, int | None, int | None]] = []
 
     def resolve(self, d: Dim) -> Dim:
         for _ in range(64):
@@ -66,6 +69,9 @@ class Unifier(ShapeContext):
             if nlo is not None and nhi is not None and nlo > nhi:
                 raise ShapeError(f"{what}: the ranges of {name} and {other} do not overlap")
             self.ranges[other] = [nlo, nhi]
+        elif isinstance(value, Expr) and name in self.ranges:
+            lo, hi = self.ranges[name]
+            self.constraints.append((value, lo, hi))
         self.bindings[name] = value
 
     def resolve_type(self, t: TensorType) -> TensorType:
@@ -156,3 +162,7 @@ class ShapeInferencePass(Pass):
             module.attributes["dims"] = {
                 k: v for k, v in sorted(unifier.ranges.items()) if k not in unifier.bindings
             }
+        if unifier.constraints:
+            module.attributes["dim_constraints"] = [
+                [str(unifier.resolve(e)), lo, hi] for e, lo, hi in unifier.constraints
+            ]

@@ -66,7 +66,7 @@ class Interpreter:
     def run(self, inputs: Any, weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """The function's results for ``inputs`` (list in order, or dict by name)."""
         args, env = bind_inputs(self.func, inputs, self.module.attributes.get("dims"))
-        check_run(self.func, args, env)
+        check_run(self.func, args, env, self.module.attributes.get("dim_constraints"))
         body = func_body(self.func)
         self.values = dict(zip(body.args, args))
         for op in body.ops:

@@ -92,6 +92,23 @@ def check_indices(func: Op, arrays: list[np.ndarray]) -> None:
                     f"has {n} rows (indices 0 to {n - 1})")
 
 
-def check_run(func: Op, arrays: list[np.ndarray], env: dict[str, int]) -> None:
+def check_constraints(constraints: list, env: dict[str, int]) -> None:
+    """Ranges of symbols that shape inference bound to expressions (``seq = t * 2``)."""
+    from neuralc.ir.dims import parse_dim
+
+    for text, lo, hi in constraints or []:
+        try:
+            value = evaluate(parse_dim(text), env)
+        except KeyError:
+            continue
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
+            raise InputError(f"with these inputs {text} is {value}, outside the range {rng} "
+                             "that dims { } gives the dimension it stands for")
+
+
+def check_run(func: Op, arrays: list[np.ndarray], env: dict[str, int],
+              constraints: list | None = None) -> None:
     check_sizes(func, env)
     check_indices(func, arrays)
+    check_constraints(constraints or [], env)

@@ -55,3 +55,19 @@ def test_wrapped_embedding_indices_are_checked_too():
     m = model("network E {\n  input: (steps, 3)\n  layers:\n    TimeDistributed(Embedding(5, 2))\n}\n")
     with pytest.raises(InputError, match="token index 7"):
         run(m, np.array([[[0, 1, 7]]]))
+
+
+def test_a_range_survives_when_its_symbol_becomes_an_expression():
+    m = model("""
+        network R {
+          input: { a: (seq, 4), b: (t, 4) }
+          dims { seq: 8..16 }
+          layers:
+            b: { Concatenate(axis=1) { { } { } } }
+            Add(a, b)
+        }
+    """)
+    assert m.attributes["dim_constraints"] == [["t * 2", 8, 16]]
+    run(m, np.zeros((1, 10, 4), np.float32), np.zeros((1, 5, 4), np.float32))
+    with pytest.raises(InputError, match=r"t \* 2 is 200, outside the range 8..16"):
+        run(m, np.zeros((1, 200, 4), np.float32), np.zeros((1, 100, 4), np.float32))

@@ -133,6 +133,70 @@ def test_cli_reports_backend_errors(monkeypatch: pytest.MonkeyPatch, capsys,
     assert "Traceback" not in err and not (tmp_path / "m.py").exists()
 
 
+def one_layer(inputs: str, layer: str) -> str:
+    return f"network N {{\n  input: {inputs}\n  layers:\n    {layer}\n}}\n"
+
+
+@pytest.mark.parametrize("inputs,layer,message", [
+    # Keras's GroupNormalization (groups=-1) sizes its groups from the channels, affine or not.
+    ("(seq, c)", "InstanceNormalization(center=false, scale=false)",
+     "keras cannot express InstanceNormalization 'instance_normalization': Keras needs a fixed "
+     "number of channels (axis 2) for its GroupNormalization, but the model leaves it as the "
+     "symbolic dim 'c'; give it a number in the input shape"),
+    ("(t, s, c)", "TimeDistributed(InstanceNormalization(center=false, scale=false))",
+     "keras cannot express TimeDistributed 'time_distributed': Keras needs a fixed number of "
+     "channels (axis 2) for its GroupNormalization, but the model leaves it as the symbolic "
+     "dim 'c'"),
+    # Keras's ConvLSTM2D cell is built for fixed spatial sizes.
+    ("(t, h, 6, 2)", 'ConvLSTM2D(3, 3, padding="same")',
+     "keras cannot express ConvLSTM2D 'conv_lstm2d': Keras's ConvLSTM2D needs a fixed height "
+     "and width (axes 2 and 3), but the model leaves 'h' symbolic; give it a number in the "
+     "input shape (the time axis may stay symbolic)"),
+    ("(t, h, w, 2)", "ConvLSTM2D(3, 3)", "but the model leaves 'h' and 'w' symbolic; give "
+                                         "them numbers in the input shape"),
+    # The sinusoid table is built once, from the feature size.
+    ("(seq, d)", "PositionalEncoding(16)",
+     "keras cannot express PositionalEncoding 'positional_encoding': Keras needs a fixed number "
+     "of features (axis 2) to build its position table, but the model leaves it as the symbolic "
+     "dim 'd'"),
+])
+def test_a_size_keras_needs_fixed_is_a_located_error(inputs: str, layer: str,
+                                                     message: str) -> None:
+    """Where Keras needs a number the model leaves symbolic, the target refuses at the layer's
+    line, saying what to make static, instead of writing a file that fails in build_model()."""
+    text = emit_errors(one_layer(inputs, layer))
+    assert "m.nr:4:5: error: " in text and message in text
+    model = compile_source(one_layer(inputs, layer), "m.nr")
+    reason = KerasBackend().unsupported(func_body(model.module.funcs[0]).ops[0])
+    assert reason is not None and "symbolic" in reason
+
+
+def test_a_symbolic_dim_never_reaches_the_generated_code(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """A dim written as a literal must be a number: an emitter that formats a symbolic one
+    gets a located error, not a file naming ``Expr('seq')``."""
+    from neuralc.backends.keras.pycode import call, literal
+    from neuralc.backends.keras.registry import KerasLayer
+    from neuralc.ir.dims import sym
+
+    with pytest.raises(Unsupported, match="symbolic dim 'seq'"):
+        literal(sym("seq"))
+    with pytest.raises(Unsupported, match="symbolic dim 'seq \\+ 1'"):
+        literal([3, sym("seq") + 1])
+
+    def careless(op, gen):  # noqa: ANN001, ANN202
+        return KerasLayer(call("layers.Dropout", 0.1, noise_shape=[None, op.in_shape[1], 1]))
+
+    emitter_for(catalog.all_specs()[0])
+    monkeypatch.setitem(EMITTERS, "Dropout", careless)
+    text = emit_errors(one_layer("(seq, 4)", "Dropout(0.1)"))
+    assert ("m.nr:4:5: error: keras cannot express Dropout 'dropout': Keras needs a fixed size "
+            "here, but the model leaves it as the symbolic dim 'seq'") in text
+    # Nothing the target writes today names a symbolic dim.
+    for _, case, _ in LAYER_CASES:
+        assert "Expr(" not in generate(compile_case(case), BackendOptions())
+
+
 # -- the training sections --------------------------------------------------------------------------
 
 def with_sections(sections: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import helper
 from onnx_test_helpers import (
     backend,
     check_against_reference,
@@ -20,7 +21,7 @@ from onnx_test_helpers import (
 )
 from test_onnx_layers import CASES, MULTI, net
 
-from neuralc.backends.base import BackendError, BackendOptions
+from neuralc.backends.base import Artifact, BackendError, BackendOptions
 from neuralc.backends.onnx import emitters
 from neuralc.backends.onnx.builder import Builder, Unsupported
 from neuralc.backends.onnx.emit import build_model, load_artifact_model
@@ -242,6 +243,20 @@ def test_unsupported_reports_nothing_for_the_catalog() -> None:
             assert b.unsupported(op) is None, op
 
 
+def test_unsupported_trials_at_the_chosen_opset() -> None:
+    """The one-op trial writes the op at the opset of the options (17 without them)."""
+    b = backend()
+    output = func_body(example("mnist_cnn").module.funcs[0]).ops[-2]
+    assert b.unsupported(output) is None
+    assert b.unsupported(output, BackendOptions(opset=13)) is None
+    assert b.unsupported(output, BackendOptions(opset=11)) == (
+        "it needs the ONNX operator Softmax as defined from opset 13, and the model is written "
+        "at opset 11; use --opset 13 or newer")
+    (mha,) = [op for op in func_body(compile_nr(net("(seq, 8)", "MultiHeadAttention(2, 4)"))
+                                     .module.funcs[0]).ops if "attention" in op.name]
+    assert b.unsupported(mha, BackendOptions(opset=23)) is None
+
+
 def test_builder_refuses_an_operator_the_opset_lacks() -> None:
     b = Builder(17, {})
     with pytest.raises(Unsupported, match="Attention as defined from opset 23.*--opset 23"):
@@ -303,3 +318,77 @@ def test_executable_checks_indices_under_time_distributed() -> None:
     x[0, 1, 2] = -2
     with pytest.raises(InputError, match=r"index -2, out of range for Embedding\(input_dim=7\)"):
         exe([x])
+
+
+def _with_nodes(artifact, nodes_before, rename_output: str | None = None, nodes_after=()):
+    """The artifact's ONNX model with nodes spliced in: ``nodes_before`` read the first input
+    under its name and give ``<input>/spliced`` to the original nodes; ``nodes_after`` take
+    the first output, renamed ``rename_output``, and give it under its own name."""
+    m = load_artifact_model(artifact)
+    g = m.graph
+    x, y = g.input[0].name, g.output[0].name
+    for n in g.node:
+        if nodes_before:
+            n.input[:] = [f"{x}/spliced" if i == x else i for i in n.input]
+        if rename_output:
+            n.output[:] = [rename_output if o == y else o for o in n.output]
+    original = list(g.node)
+    del g.node[:]
+    g.node.extend([*nodes_before, *original, *nodes_after])
+    return Artifact("onnx", artifact.filename, m.SerializeToString())
+
+
+def test_executable_reports_what_onnxruntime_refuses() -> None:
+    """A run onnxruntime refuses is an InputError quoting it and naming the model: here a
+    Reshape spliced before the network that needs batch * seq * 4 divisible by 3."""
+    model = compile_nr(net("(seq, 4)", "Dense(3)"))
+    weights = varied_weights(model)
+    art = emit(model, weights)
+    x = load_artifact_model(art).graph.input[0].name
+    shape = helper.make_tensor("by3", onnx.TensorProto.INT64, [2], [-1, 3])
+    art = _with_nodes(art, [
+        helper.make_node("Constant", [], ["by3"], value=shape),
+        helper.make_node("Reshape", [x, "by3"], ["rows_of_3"]),
+        helper.make_node("Shape", [x], ["input_shape"]),
+        helper.make_node("Reshape", ["rows_of_3", "input_shape"], [f"{x}/spliced"])])
+    exe = backend().load(art, model)
+    ok = np.ones((1, 3, 4), np.float32)
+    np.testing.assert_allclose(exe([ok])[0], run_module(model.module, [ok], weights)[0],
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(InputError) as e:
+        exe([np.ones((1, 2, 4), np.float32)])
+    message = str(e.value)
+    assert message.startswith("onnxruntime refused to run the ONNX model of network 'Case' "
+                              "(case.nr) at batch=1, seq=2: ")
+    assert "Reshape" in message and "cannot be reshaped" in message
+    assert "\n" not in message
+
+
+def test_executable_reports_an_input_onnxruntime_cannot_run() -> None:
+    """A sequence shorter than a valid convolution's window: onnxruntime's refusal is an
+    InputError, not an exception out of its bindings."""
+    model = compile_nr(net("(seq, 3)", "Conv1D(4, 5)"))
+    exe = backend().load(emit(model, varied_weights(model)), model)
+    assert exe([np.ones((1, 5, 3), np.float32)])[0].shape == (1, 1, 4)
+    with pytest.raises(InputError):
+        exe([np.ones((1, 2, 3), np.float32)])
+
+
+def test_executable_checks_output_shapes_against_the_network() -> None:
+    """An ONNX graph whose output shape is not the network's result type at the bound sizes
+    (here one row of the batch dropped) is refused, not returned."""
+    model = compile_nr(net("(seq, 4)", "Dense(3)"))
+    art = emit(model, varied_weights(model))
+    out = load_artifact_model(art).graph.output[0].name
+    ints = {n: helper.make_tensor(n, onnx.TensorProto.INT64, [1], [v])
+            for n, v in (("zero", 0), ("minus_one", -1))}
+    art = _with_nodes(art, [], rename_output="full", nodes_after=[
+        *[helper.make_node("Constant", [], [n], value=t) for n, t in ints.items()],
+        helper.make_node("Slice", ["full", "zero", "minus_one", "zero"], [out])])
+    exe = backend().load(art, model)
+    with pytest.raises(InputError) as e:
+        exe([np.ones((3, 5, 4), np.float32)])
+    assert str(e.value) == (
+        f"onnxruntime returned output 0 ('{out}') of the ONNX model of network 'Case' (case.nr) "
+        "with shape (2, 5, 3), but the network gives (3, 5, 3) at batch=3, seq=5; the ONNX "
+        "model does not compute this network")
