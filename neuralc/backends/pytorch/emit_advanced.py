@@ -20,7 +20,7 @@ from neuralc.backends.pytorch.core import (
     tup,
 )
 from neuralc.backends.pytorch.emit_basic import conv_keywords, conv_padding
-from neuralc.layers.common import effective_window
+from neuralc.layers.common import effective_window, transpose_crop, transpose_out_dim
 
 # -- transposed, depthwise and separable convolutions ---------------------------------------------
 
@@ -30,20 +30,18 @@ def transpose_plan(kernel: list[int], strides: list[int], dilation: list[int], p
     """Per axis: torch's ``padding`` (the start crop), ``output_padding`` and a cut at the end
     that together give Keras's transposed-convolution output.
 
-    The full transposed convolution has ``(in - 1) * stride + eff`` elements; Keras keeps
-    ``out`` of them from ``crop = max(full - out, 0) // 2`` on, zero-extended (only the bias)
-    past the end. ``full - out`` does not depend on the input size, so the plan is static.
+    Keras's output length and the crop that realises it are neuralc's own (``transpose_out_dim``
+    and ``transpose_crop`` of neuralc.layers.common); torch's ConvTransposeNd gives ``(in - 1) * stride - 2 * padding + eff +
+    output_padding`` elements. Both lengths grow by ``stride`` per input element, so the plan
+    taken at ``in = 1`` holds for every input size, symbolic ones included.
     """
     crops, extras, cuts = [], [], []
     for i, (k, s, d) in enumerate(zip(kernel, strides, dilation)):
-        eff = effective_window(k, d)
         p = None if output_padding is None else output_padding[i]
-        if p is None:
-            delta = eff - s if padding == "same" else min(eff - s, 0)
-        else:
-            delta = eff - eff % 2 - p if padding == "same" else -p
-        crop = max(delta, 0) // 2
-        extra = crop - (delta - crop)  # torch's output_padding, or (if negative) a cut
+        out = transpose_out_dim(1, k, s, d, padding, p)
+        assert isinstance(out, int)
+        crop = transpose_crop(1, k, s, d, out)
+        extra = out - (effective_window(k, d) - 2 * crop)  # output_padding, or (< 0) a cut
         if extra >= max(s, d):
             raise EmitError(f"output_padding {extra} is not below the stride or dilation")
         crops.append(crop)
