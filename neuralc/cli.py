@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from neuralc.diagnostics import CompileError, render_all
+from neuralc.frontend.sections import PRECISIONS
 
 EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
 
@@ -73,7 +74,8 @@ def _opt_level(p: argparse.ArgumentParser) -> None:
         default=2,
         choices=range(4),
         metavar="{0,1,2,3}",
-        help="optimisation level (default 2)",
+        help="optimisation level of the tensor pipeline (default 2); the reference target and "
+        "--emit tensor-ir/kernels use it; onnx, pytorch and keras emit from the graph IR",
     )
 
 
@@ -93,7 +95,7 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors) to compile in")
     p.add_argument("--seed", type=_non_negative, default=0, help="seed of the initial weights")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at most 26)")
-    p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "mixed"),
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="numeric precision (default: the model's execution { precision }, "
                    "else fp32)")
     p.add_argument("--keep-io-fp32", action="store_true",
@@ -132,7 +134,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     check_p.add_argument("--report", action="store_true",
                          help="also optimise at the -O level and report kernels, bytes moved "
                          "and peak memory")
-    check_p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "mixed"))
+    check_p.add_argument("--precision", default=None, choices=PRECISIONS)
     _opt_level(check_p)
     _common(check_p)
 
@@ -166,7 +168,7 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
                        help="where to run: reference (default), onnx (onnxruntime), or auto "
                        "(the best built target this machine runs)")
     run_p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    run_p.add_argument("--precision", default=None, choices=("fp32", "fp16", "bf16", "mixed"))
+    run_p.add_argument("--precision", default=None, choices=PRECISIONS)
     run_p.add_argument("--keep-io-fp32", action="store_true")
     run_p.add_argument("-o", "--output", metavar="FILE", help="save the output (.npy)")
     run_p.add_argument("--graph", action="store_true",

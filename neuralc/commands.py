@@ -108,7 +108,8 @@ def _optimised(args: argparse.Namespace, level: int, target: str = "reference",
                model: CompiledModel | None = None) -> tuple[CompiledModel, object]:
     """The model (graph IR, shape-checked) and a copy optimised by the ``-O`` tensor pipeline.
 
-    ``--passes`` replaces the whole pipeline; the debugging flags apply to every pass.
+    ``--passes`` replaces the tensor stage (shape inference has run on the graph IR first);
+    the IR-printing and timing flags apply to the tensor stage's passes.
     """
     from neuralc.driver import tensor_stage
     from neuralc.passes.pipelines import tensor_pipeline, with_fusion_debug

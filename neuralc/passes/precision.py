@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuralc.diagnostics import DiagnosticEngine
+from neuralc.frontend.sections import PRECISIONS
 from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Rewriter, Value, func_body
 from neuralc.ir.dialects.tensor import round_bf16
 from neuralc.ir.types import TensorType
@@ -48,7 +49,7 @@ from neuralc.passes.analysis import precision_policy
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
 
-MODES = ("fp32", "fp16", "bf16", "mixed")
+MODES = PRECISIONS  # one list of precisions: the DSL section, the CLI and this pass
 LOW_TYPE = {"fp16": "f16", "bf16": "bf16", "mixed": "f16"}
 FLOATS = ("f32", "f16", "bf16")  # the types this pass moves between (f64 is left alone)
 _RANK = {"bf16": 0, "f16": 0, "f32": 1}
