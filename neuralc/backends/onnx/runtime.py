@@ -26,34 +26,12 @@ from neuralc.driver import CompiledModel
 from neuralc.ir.core import Op, func_body
 from neuralc.ir.dims import evaluate
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers import catalog
 from neuralc.runtime.signature import InputError, bind_inputs, input_names, select_func
+from neuralc.runtime.sizes import check_run
 
 _NUMPY_OF_ONNX = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                   "tensor(double)": np.float64, "tensor(int64)": np.int64,
                   "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
-
-
-def _embedding_limit(op: Op) -> int | None:
-    """The ``input_dim`` of an Embedding op, or of the Embedding a TimeDistributed wraps."""
-    spec = catalog.by_op(op.name)
-    attrs = op.attributes
-    if spec is catalog.lookup("TimeDistributed"):
-        spec, attrs = catalog.inner_layer(attrs["layer"])
-    if spec is catalog.lookup("Embedding"):
-        return int(attrs["input_dim"])
-    return None
-
-
-def _embedding_limits(model: CompiledModel) -> dict[int, int]:
-    """Input index -> the smallest ``input_dim`` of the Embeddings that read it directly."""
-    func = select_func(model.module)
-    limits: dict[int, int] = {}
-    for i, a in enumerate(func_body(func).args):
-        dims = [d for d in map(_embedding_limit, a.users()) if d is not None]
-        if dims:
-            limits[i] = min(dims)
-    return limits
 
 
 @functools.cache
@@ -87,7 +65,7 @@ class OnnxExecutable(Executable):
         self.func = select_func(model.module)
         self.names = input_names(self.func)
         self.ranges = model.module.attributes.get("dims", {})
-        self.limits = _embedding_limits(model)
+        self.constraints = model.module.attributes.get("dim_constraints")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads is not None:
@@ -115,13 +93,8 @@ class OnnxExecutable(Executable):
 
     def __call__(self, inputs: Any) -> list[np.ndarray]:
         arrays, env = bind_inputs(self.func, inputs, self.ranges)
-        for i, limit in self.limits.items():
-            a = arrays[i]
-            bad = (a < 0) | (a >= limit)
-            if bad.any():
-                first = int(a[bad].flat[0])
-                raise InputError(f"input '{self.names[i]}' holds the index {first}, out of range "
-                                 f"for Embedding(input_dim={limit}) (valid: 0..{limit - 1})")
+        # The run-time checks every target shares: layer sizes, token indices, dim ranges.
+        check_run(self.func, arrays, env, self.constraints)
         feeds = {n: np.ascontiguousarray(a.astype(t, copy=False))
                  for n, a, t in zip(self.onnx_names, arrays, self.input_types)}
         try:

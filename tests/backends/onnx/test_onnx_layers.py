@@ -76,9 +76,9 @@ CASES: list[tuple] = [
     ("conv2d_same_symbolic", "(h, w, 3)", 'Conv2D(4, 3, padding="same", strides=2)'),
     ("conv3d", "(5, 6, 7, 2)", 'Conv3D(3, 2, padding="same", strides=2)'),
     # 'same' with the stride over the window on a symbolic axis: the total padding is negative
-    # at some sizes (6 here), where Keras pads nothing; pads computed in the graph
+    # at some sizes (9 for the Conv2D: -3), where Keras pads nothing; pads computed in the graph
     ("conv2d_same_stride_over_window_symbolic", "(h, w, 2)",
-     'Conv2D(3, 1, strides=4, padding="same")'),
+     'Conv2D(3, 1, strides=5, padding="same")'),
     ("conv1d_same_stride_over_window_symbolic", "(seq, 3)",
      'Conv1D(2, 2, strides=3, padding="same", activation="relu")'),
     ("depthwise_conv2d_same_stride_over_window_mixed", "(h, 7, 2)",
@@ -350,22 +350,22 @@ def test_every_emitter_has_a_case() -> None:
 
 # On a symbolic axis with a stride larger than the window, Keras's total 'same' padding
 # max((ceil(n / s) - 1) * s + eff - n, 0) is 0 at some sizes where the formula is negative;
-# ONNX's SAME_UPPER pads the negative amount (shifted windows, or an error from pooling). Each
-# model runs at every height 1..12 (negative, zero and positive totals, odd and even) against
-# widths that differ from it.
+# ONNX's SAME_UPPER pads the negative amount (an error from pooling; windows shifted by one or
+# more from a convolution once the total reaches -3). Each model runs at every height 1..12
+# (negative, zero and positive totals, odd and even) against widths that differ from it.
 STRIDE_OVER_WINDOW = [
     ("(h, w, 2)", 'Conv2D(2, 1, strides=4, padding="same", use_bias=false)'),
-    ("(h, w, 2)", 'Conv2D(3, (2, 3), strides=(3, 4), padding="same", activation="relu")'),
+    ("(h, w, 2)", 'Conv2D(3, (2, 3), strides=(5, 6), padding="same", activation="relu")'),
     ("(h, w, 2)", 'Conv2D(2, (3, 1), strides=(2, 3), padding="same")'),  # SAME_UPPER-able h
-    ("(h, 7, 2)", 'DepthwiseConv2D(2, strides=3, depth_multiplier=2, padding="same")'),
-    ("(h, w, 2)", 'SeparableConv2D(3, 1, strides=(2, 3), padding="same")'),
+    ("(h, 7, 2)", 'DepthwiseConv2D(2, strides=5, depth_multiplier=2, padding="same")'),
+    ("(h, w, 2)", 'SeparableConv2D(3, 1, strides=(2, 4), padding="same")'),
     ("(h, w, 2)", 'MaxPooling2D(2, strides=3, padding="same")'),
     ("(h, w, 2)", 'AveragePooling2D((1, 2), strides=(2, 3), padding="same")'),
     ("(h, w, 2)", 'AveragePooling2D(3, strides=(4, 2), padding="same")'),  # SAME_UPPER-able w
     ("(h, 5, 2)", 'MaxPooling2D((1, 3), strides=(3, 2), padding="same")'),
     ("(h, 3)", 'Conv1D(2, 2, strides=5, padding="same")'),
     ("(h, 3)", 'AveragePooling1D(2, strides=3, padding="same")'),
-    ("(t, h, w, 2)", 'ConvLSTM2D(2, 1, strides=(2, 3), padding="same", return_sequences=true)'),
+    ("(t, h, w, 2)", 'ConvLSTM2D(2, 1, strides=(2, 4), padding="same", return_sequences=true)'),
 ]
 
 
