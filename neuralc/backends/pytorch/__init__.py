@@ -4,12 +4,17 @@
 numpy and safetensors; optuna for ``search``): ``build_model()``, an ``nn.Module`` whose
 ``state_dict()`` keys are neuralc's weight names, ``train(model, dataset, ...)`` and
 ``python model.py train --x x.npy --y y.npy``; with ``--hpo``, ``python model.py search`` runs
-an Optuna study over the model's HPO values. Generating the file needs no torch; it is source,
-not something neuralc runs (``runnable = False``). See codegen.py for the layout of the file.
+an Optuna study over the model's HPO values. Beside the file, ``model.safetensors`` holds the
+weights neuralc compiled in (``--weights``, or its seeded initial values), which the file's
+``load_weights(model, WEIGHTS_FILE)`` and its ``train`` command use. Generating the file needs
+no torch; it is source, not something neuralc runs (``runnable = False``). See codegen.py for
+the layout of the file.
 """
 
 from __future__ import annotations
 
+import errno
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +24,29 @@ from neuralc.backends.base import Artifact, Backend, BackendOptions
 from neuralc.backends.registry import register_backend
 from neuralc.driver import CompiledModel
 from neuralc.ir.core import Op
+
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+@dataclass
+class PyTorchArtifact(Artifact):
+    """The source and its weights (a side file): written where the source is written, the
+    weights take the source's name with ``.safetensors``, which is where the generated module
+    looks for them (``Path(__file__).with_suffix(".safetensors")``), as the keras target does."""
+
+    def write(self, path: str | Path) -> list[Path]:
+        path = Path(path)
+        own = Path(self.filename).with_suffix(WEIGHTS_SUFFIX).name
+        if path.with_suffix(WEIGHTS_SUFFIX) == path:
+            raise OSError(errno.EINVAL, "the source would overwrite its own weights file "
+                                        f"(name it .py, not {WEIGHTS_SUFFIX})")
+        path.write_bytes(self.data)
+        out = [path]
+        for name, data in self.side_files.items():
+            p = path.with_suffix(WEIGHTS_SUFFIX) if name == own else path.parent / name
+            p.write_bytes(data)
+            out.append(p)
+        return out
 
 
 @register_backend
@@ -41,11 +69,18 @@ class PyTorchBackend(Backend):
 
     def emit(self, model: CompiledModel, weights: dict[str, np.ndarray],
              options: BackendOptions) -> Artifact:
-        """The module's source. The weights are not embedded: the generated model starts from
-        PyTorch's initialisers, and ``--weights FILE`` (safetensors) loads any others."""
+        """The module's source, and ``weights`` (``--weights``, else the seeded initial ones) as
+        a safetensors side file in neuralc's names and PyTorch's layouts, which the module's
+        ``load_weights`` and command line read; ``build_model()`` still initialises as PyTorch
+        does."""
+        from safetensors.numpy import save
+
         from neuralc.backends.pytorch.codegen import generate
 
         source, gen = generate(model, options)
         stem = Path(model.filename).stem or "model"
-        return Artifact(self.name, f"{stem}.py", source.encode("utf-8"),
-                        meta={"class": gen.cls, "hpo": gen.plan is not None})
+        # copy(order="C"), not ascontiguousarray, which turns a 0-d scalar into shape (1,).
+        tensors = {k: np.asarray(v).copy(order="C") for k, v in weights.items()}
+        return PyTorchArtifact(self.name, f"{stem}.py", source.encode("utf-8"),
+                               side_files={f"{stem}{WEIGHTS_SUFFIX}": save(tensors)},
+                               meta={"class": gen.cls, "hpo": gen.plan is not None})

@@ -69,9 +69,11 @@ IMPORTS = [
     ("argparse", "import argparse"),
     ("contextlib", "import contextlib"),
     ("math", "import math"),
+    ("sys", "import sys"),
     ("time", "import time"),
     ("Callable", "from collections.abc import {}"),
     ("Sequence", "from collections.abc import {}"),
+    ("Path", "from pathlib import {}"),
     ("Any", "from typing import {}"),
     ("np", "import numpy as np"),
     ("torch", "import torch"),
@@ -376,8 +378,17 @@ class Generator:
             "channels-last",
             "tensors, one per input in the order they are declared, as the DSL does.",
             "",
+            "The weights neuralc compiled in (its --weights, else its seeded initial values) lie "
+            "beside this",
+            "file under its name, WEIGHTS_FILE (.safetensors): build_model() initialises as "
+            "PyTorch does, and",
+            "load_weights(model, WEIGHTS_FILE) sets them (strict=True). train starts from them "
+            "unless --weights",
+            "names others or --no-weights asks for PyTorch's initialisers.",
+            "",
             f"    python {prog} train --x x.npy --y y.npy",
-            "        [--epochs N] [--out weights.safetensors] [--weights init.safetensors]",
+            "        [--epochs N] [--out trained.safetensors] [--weights init.safetensors | "
+            "--no-weights]",
             "        [--seed N] [--device auto|cpu|cuda]",
         ]
         if self.plan is not None:
@@ -422,8 +433,13 @@ class Generator:
         else:
             out += [f"def build_model() -> {self.cls}:",
                     *docstring(f"A fresh {self.cls}, initialised as PyTorch initialises its "
-                               "modules."),
+                               "modules (load_weights(model, WEIGHTS_FILE) sets neuralc's)."),
                     f"    return {self.cls}()"]
+        out += ["", "",
+                "# The weights neuralc compiled in (--weights, or its seeded initial values), "
+                "written",
+                "# beside this file under its name: neuralc's names, PyTorch's layouts.",
+                'WEIGHTS_FILE = Path(__file__).with_suffix(".safetensors")']
         return "\n".join(out)
 
     def _search_code(self) -> str:
@@ -475,7 +491,8 @@ class Generator:
             '    defaults = {"epochs": EPOCHS, "validation_split": VALIDATION_SPLIT, '
             '"device": DEVICE}',
             *wrap_line(f"    return run_cli(argv, prog={py(self.stem)}, inputs=INPUTS, "
-                       f"build=build_model, train=train, defaults=defaults{extra})"),
+                       f"build=build_model, train=train, defaults=defaults, "
+                       f"weights_file=WEIGHTS_FILE{extra})"),
             "", "",
             'if __name__ == "__main__":',
             "    raise SystemExit(main())",

@@ -31,9 +31,10 @@ def transpose_plan(kernel: list[int], strides: list[int], dilation: list[int], p
     that together give Keras's transposed-convolution output.
 
     Keras's output length and the crop that realises it are neuralc's own (``transpose_out_dim``
-    and ``transpose_crop`` of neuralc.layers.common); torch's ConvTransposeNd gives ``(in - 1) * stride - 2 * padding + eff +
-    output_padding`` elements. Both lengths grow by ``stride`` per input element, so the plan
-    taken at ``in = 1`` holds for every input size, symbolic ones included.
+    and ``transpose_crop`` of neuralc.layers.common); torch's ConvTransposeNd gives
+    ``(in - 1) * stride - 2 * padding + eff + output_padding`` elements. Both lengths grow by
+    ``stride`` per input element, so the plan taken at ``in = 1`` holds for every input size,
+    symbolic ones included.
     """
     crops, extras, cuts = [], [], []
     for i, (k, s, d) in enumerate(zip(kernel, strides, dilation)):

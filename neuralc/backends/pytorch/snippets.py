@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -748,11 +750,19 @@ def read_inputs(specs: list[str], inputs: list[tuple[str, tuple, str]]) -> list[
     return [load_array(s) for s in specs]
 
 
-def load_weights(model: nn.Module, path: str) -> None:
+def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a safetensors state_dict (neuralc's weight names) exactly: strict=True."""
     from safetensors.torch import load_file
 
-    model.load_state_dict(load_file(path), strict=True)
+    model.load_state_dict(load_file(str(path)), strict=True)
+
+
+def weights_fit(model: nn.Module, path: str | Path) -> bool:
+    """Whether a safetensors file holds exactly the model's state_dict names and shapes."""
+    from safetensors.torch import load_file
+
+    return {k: tuple(v.shape) for k, v in load_file(str(path)).items()} == \
+        {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def save_weights(model: nn.Module, path: str) -> None:
@@ -858,9 +868,13 @@ def hpo_search(dataset: Dataset, space: list[dict[str, Any]], build: Callable[[d
 
 def run_cli(argv: list[str] | None, *, prog: str, inputs: list[tuple[str, tuple, str]],
             build: Callable[..., nn.Module], train: Callable[..., dict], defaults: dict[str, Any],
-            hparams: dict[str, Any] | None = None, search: Callable[..., tuple] | None = None
-            ) -> int:
-    """``train`` (and, for a model with HPO values, ``search``) from .npy files."""
+            weights_file: str | Path | None = None, hparams: dict[str, Any] | None = None,
+            search: Callable[..., tuple] | None = None) -> int:
+    """``train`` (and, for a model with HPO values, ``search``) from .npy files.
+
+    ``train`` starts from ``--weights``, else from ``weights_file`` (the weights neuralc wrote
+    beside the module) where it exists and fits (the .nr file's own hyperparameters), else from
+    PyTorch's initialisers (``--no-weights`` asks for those)."""
     parser = argparse.ArgumentParser(prog=prog, description=f"Train {prog} from .npy arrays.")
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {"train": "train the model and save its weights (safetensors)"}
@@ -877,9 +891,15 @@ def run_cli(argv: list[str] | None, *, prog: str, inputs: list[tuple[str, tuple,
                        help=f"last fraction held out (default {defaults['validation_split']})")
         p.add_argument("--device", default=defaults["device"], help="auto, cpu, cuda, cuda:N")
         p.add_argument("--seed", type=int, help="seed of the initial weights and the shuffling")
-        p.add_argument("--out", help=f"where to save the weights (default {prog}.safetensors)")
+        p.add_argument("--out", help="where to save the weights "
+                                     f"(default {prog}.trained.safetensors)")
         if name == "train":
-            p.add_argument("--weights", help="initial weights (.safetensors, neuralc's names)")
+            default = f"; default {Path(weights_file).name} beside the module" \
+                if weights_file is not None else ""
+            p.add_argument("--weights", help="initial weights (.safetensors, neuralc's names"
+                                             f"{default})")
+            p.add_argument("--no-weights", action="store_true",
+                           help="start from PyTorch's initialisers, not a weights file")
             if hparams is not None:
                 p.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
                                help="set a hyperparameter (default: the .nr file's)")
@@ -917,10 +937,23 @@ def run_cli(argv: list[str] | None, *, prog: str, inputs: list[tuple[str, tuple,
                 hp[key] = parse_value(value)
             model = build(hp)
             options["hp"] = hp
-        if args.weights:
-            load_weights(model, args.weights)
+        start = args.weights
+        if start is None and not args.no_weights and weights_file is not None:
+            if not Path(weights_file).exists():
+                why = "there is none"
+            elif not weights_fit(model, weights_file):
+                why = "its names and shapes do not fit the model built"
+                if hparams is not None:
+                    why += " with these hyperparameters"
+            else:
+                start, why = weights_file, ""
+            if why:
+                print(f"note: not starting from {Path(weights_file).name} ({why}); starting "
+                      "from PyTorch's initialisers", file=sys.stderr)
+        if start is not None:
+            load_weights(model, start)
         train(model, dataset, **options)
-    out = args.out or f"{prog}.safetensors"
+    out = args.out or f"{prog}.trained.safetensors"
     if model is not None:
         save_weights(model, out)
         print(f"saved the weights to {out}")

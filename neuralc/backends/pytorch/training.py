@@ -108,13 +108,23 @@ def output_activation(model: CompiledModel) -> str | None:
     kind = op.name.split(".", 1)[1]
     if kind in _OUTPUT_ACTIVATION_OPS:
         return op.attributes.get("activation")
+    rank = len(op.results[0].type.shape)
     if kind == "softmax":
-        return "softmax" if op.attributes["axis"] == [-1] else None
+        return "softmax" if _last_axis_only(op.attributes["axis"], rank) else None
     if kind == "time_distributed":
         spec, params = catalog.inner_layer(op.attributes["layer"])
-        if spec.op_name.split(".", 1)[1] in _OUTPUT_ACTIVATION_OPS:
+        inner = spec.op_name.split(".", 1)[1]
+        if inner in _OUTPUT_ACTIVATION_OPS:
             return params.get("activation")
+        if inner == "softmax":  # its axes count the step's axes, one fewer than the output's
+            return "softmax" if _last_axis_only(params["axis"], rank - 1) else None
     return None
+
+
+def _last_axis_only(axes: list[int], rank: int) -> bool:
+    """Whether Keras-style ``axes`` (batch included, negative from the end) of a rank-``rank``
+    tensor name exactly its last axis: ``[-1]`` and ``[rank - 1]`` alike."""
+    return sorted({a + rank if a < 0 else a for a in axes}) == [rank - 1]
 
 
 def snake(name: str) -> str:

@@ -33,10 +33,11 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 def generate(model: CompiledModel, tmp_path: Path, hpo: bool = False) -> tuple[ModuleType, Path]:
-    """Emit ``model`` for the pytorch target, write it under ``tmp_path`` and import it."""
+    """Emit ``model`` for the pytorch target, write it (and its weights, neuralc's seeded
+    initial ones, as the command line would) under ``tmp_path`` and import it."""
     backend = get_backend("pytorch")
     assert backend is not None
-    artifact = backend.emit(model, {}, BackendOptions(hpo=hpo))
+    artifact = backend.emit(model, init_weights(model.module), BackendOptions(hpo=hpo))
     path = tmp_path / artifact.filename
     artifact.write(path)
     return import_file(path), path

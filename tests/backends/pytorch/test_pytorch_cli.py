@@ -5,11 +5,25 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
-from pytorch_target_helpers import import_file
+import torch
+from pytorch_target_helpers import (
+    ATOL,
+    RTOL,
+    import_file,
+    random_inputs,
+    run_torch,
+    symbol_sizes,
+    varied_weights,
+)
+from safetensors.numpy import load_file
 
 from neuralc.backends.registry import built_targets, get_backend
 from neuralc.cli import main
+from neuralc.driver import compile_file
+from neuralc.runtime.interpreter import run_module
+from neuralc.runtime.weights import init_weights, save_weights
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -23,7 +37,7 @@ def test_registered_as_a_source_target() -> None:
 def test_compile_writes_the_module(tmp_path: Path, capsys) -> None:
     out = tmp_path / "m.py"
     assert main([str(EXAMPLES / "mlp.nr"), "--target", "pytorch", "-o", str(out)]) == 0
-    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert capsys.readouterr().out == f"wrote {out}\nwrote {tmp_path / 'm.safetensors'}\n"
     module = import_file(out)
     net = module.build_model()
     assert list(net.state_dict()) == ["dense.weight", "dense.bias", "dense_1.weight",
@@ -64,3 +78,97 @@ def test_model_errors_exit_1(section: str, message: str, tmp_path: Path, capsys)
     err = capsys.readouterr().err
     assert f"{f}:5:3: {message}" in err
     assert "Traceback" not in err
+
+
+# -- the weights neuralc compiles in ---------------------------------------------------------------
+
+NORMED = """network Normed {
+  input: (seq, 3)
+  layers:
+    Conv1D(4, 3, padding="same")
+    BatchNormalization()
+    LayerNormalization()
+    GlobalAveragePooling1D()
+    Output(2)
+  loss: "sparse_categorical_crossentropy"
+}
+"""
+
+
+def compile_with_weights(tmp_path: Path, capsys) -> tuple:
+    """``neuralc m.nr --target pytorch --weights w.safetensors -o m.py``: the model, the
+    weights given (off every constant start), and the generated module."""
+    src = tmp_path / "m.nr"
+    src.write_text(NORMED)
+    model = compile_file(src)
+    weights = varied_weights(model, seed=4)
+    save_weights(tmp_path / "w.safetensors", weights)
+    out = tmp_path / "m.py"
+    assert main([str(src), "--target", "pytorch", "--weights", str(tmp_path / "w.safetensors"),
+                 "-o", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}\nwrote {tmp_path / 'm.safetensors'}\n"
+    return model, weights, import_file(out)
+
+
+def test_compile_writes_the_given_weights_beside_the_module(tmp_path: Path, capsys) -> None:
+    """--weights is not dropped: m.safetensors holds them, loads into build_model() with
+    load_weights (strict=True) and gives the reference interpreter's outputs."""
+    model, weights, module = compile_with_weights(tmp_path, capsys)
+    assert Path(module.WEIGHTS_FILE) == tmp_path / "m.safetensors"
+    written = load_file(str(module.WEIGHTS_FILE))
+    assert sorted(written) == sorted(weights)
+    for name, value in weights.items():
+        np.testing.assert_array_equal(written[name], value, err_msg=name)
+    net = module.build_model()
+    # build_model() itself initialises as PyTorch does, not from the file.
+    assert not torch.equal(net.state_dict()["conv1d.weight"],
+                           torch.from_numpy(weights["conv1d.weight"]))
+    module.load_weights(net, module.WEIGHTS_FILE)
+    net.eval()
+    rng = np.random.default_rng(0)
+    for batch, seq in ((1, 5), (3, 8)):
+        xs = random_inputs(model, symbol_sizes(model, batch, seq), rng)
+        np.testing.assert_allclose(run_torch(net, xs)[0], run_module(model.module, xs, weights)[0],
+                                   rtol=RTOL, atol=ATOL)
+    with pytest.raises(RuntimeError, match="Missing key"):  # strict=True
+        partial = tmp_path / "partial.safetensors"
+        save_weights(partial, {k: v for k, v in weights.items() if k != "output.bias"})
+        module.load_weights(net, partial)
+
+
+def test_compile_without_weights_writes_the_seeded_initial_ones(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "net.py"
+    assert main([str(EXAMPLES / "mlp.nr"), "--target", "pytorch", "-o", str(out)]) == 0
+    written = load_file(str(tmp_path / "net.safetensors"))
+    expected = init_weights(compile_file(EXAMPLES / "mlp.nr").module, seed=0)
+    assert sorted(written) == sorted(expected)
+    assert all(np.array_equal(written[k], v) for k, v in expected.items())
+
+
+def test_the_train_command_starts_from_the_compiled_weights(tmp_path: Path, capsys,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """``python m.py train`` starts from m.safetensors (training itself replaced by nothing,
+    so the saved weights are the starting ones); --no-weights, or no such file, starts from
+    PyTorch's initialisers; the default output does not overwrite m.safetensors."""
+    model, weights, module = compile_with_weights(tmp_path, capsys)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.standard_normal((8, 5, 3)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 2, 8))
+    monkeypatch.setattr(module, "train", lambda model, dataset, **options: {})
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--x", "x.npy", "--y", "y.npy", "--device", "cpu"]
+
+    assert module.main(args) == 0
+    saved = load_file("m.trained.safetensors")
+    assert all(np.array_equal(saved[k], v) for k, v in weights.items())
+    assert all(np.array_equal(v, load_file("m.safetensors")[k]) for k, v in weights.items())
+
+    assert module.main([*args, "--no-weights", "--out", "init.safetensors"]) == 0
+    assert not np.array_equal(load_file("init.safetensors")["conv1d.weight"],
+                              weights["conv1d.weight"])
+
+    (tmp_path / "m.safetensors").unlink()
+    capsys.readouterr()
+    assert module.main([*args, "--out", "none.safetensors"]) == 0
+    assert "note: not starting from m.safetensors (there is none)" in capsys.readouterr().err

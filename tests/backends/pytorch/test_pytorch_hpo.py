@@ -156,3 +156,29 @@ def test_without_the_flag_hpo_models_use_their_values(tmp_path: Path) -> None:
     assert "optuna" not in source and "def search" not in source
     assert "nn.Linear(64, 128)" in source
     check_parity(model, module, tmp_path)
+
+
+def test_train_starts_from_the_compiled_weights_only_where_they_fit(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the .nr file's hyperparameters, ``train`` starts from the weights written beside the
+    module; a --hparam that changes sizes starts from PyTorch's initialisers, saying why."""
+    from safetensors.numpy import load_file
+
+    model = compile_source(MACRO_NET, "searched.nr")
+    module, _ = generate(model, tmp_path, hpo=True)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.standard_normal((8, 6)).astype(np.float32))
+    np.save(tmp_path / "y.npy", rng.integers(0, 3, 8))
+    monkeypatch.setattr(module, "train", lambda model, dataset, **options: {})
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--x", "x.npy", "--y", "y.npy", "--device", "cpu"]
+    compiled = load_file(str(module.WEIGHTS_FILE))
+    assert module.main([*args, "--hparam", "optimizer.learning_rate=0.05"]) == 0
+    saved = load_file("searched.trained.safetensors")
+    assert all(np.array_equal(saved[k], v) for k, v in compiled.items())
+    units = 8 if module.HPARAMS["dense.units"] == 4 else 4
+    capsys.readouterr()
+    assert module.main([*args, "--hparam", f"dense.units={units}"]) == 0
+    assert ("note: not starting from searched.safetensors (its names and shapes do not fit the "
+            "model built with these hyperparameters)") in capsys.readouterr().err
+    assert load_file("searched.trained.safetensors")["dense.weight"].shape == (units, 6)

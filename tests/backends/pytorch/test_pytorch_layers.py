@@ -15,10 +15,12 @@ import pytest
 from pytorch_target_helpers import check_parity, generate
 
 from neuralc.backends.base import BackendError
-from neuralc.backends.pytorch.core import ACTIVATION_CODE, EMITTERS, UNSUPPORTED
+from neuralc.backends.pytorch.core import ACTIVATION_CODE, EMITTERS, UNSUPPORTED, EmitError
+from neuralc.backends.pytorch.emit_advanced import transpose_plan
 from neuralc.driver import compile_source
 from neuralc.layers import catalog
 from neuralc.layers.activations import activation_defs
+from neuralc.layers.common import effective_window, transpose_crop, transpose_out_dim
 
 
 def network(inputs: str, layers: str, extra: str = "") -> str:
@@ -311,3 +313,26 @@ def test_training_time_noise_follows_keras(tmp_path: Path) -> None:
     want = (0.01 * y.abs().sum() + 0.1 * y.square().sum()) / 3
     torch.testing.assert_close(module.regularization_loss(net), want)
     assert module.regularization_loss(net) == 0.0  # read once
+
+
+def test_transpose_plan_gives_keras_length_and_crop_at_every_size() -> None:
+    """torch's ConvTransposeNd with the plan's padding and output_padding, less its cut, has
+    neuralc's (Keras's) output length and starts at neuralc's crop, whatever the input size."""
+    checked = 0
+    for k in range(1, 6):
+        for s in range(1, 4):
+            for d in range(1, 3):
+                for padding in ("valid", "same"):
+                    for p in (None, 0, 1, 2):
+                        try:
+                            (crop,), (extra,), (cut,) = transpose_plan(
+                                [k], [s], [d], padding, None if p is None else [p])
+                        except EmitError:
+                            continue
+                        for n in range(1, 7):
+                            out = transpose_out_dim(n, k, s, d, padding, p)
+                            torch_len = (n - 1) * s - 2 * crop + effective_window(k, d) + extra
+                            assert torch_len - cut == out, (k, s, d, padding, p, n)
+                            assert crop == transpose_crop(n, k, s, d, out)
+                            checked += 1
+    assert checked > 1000

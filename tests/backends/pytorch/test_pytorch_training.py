@@ -18,6 +18,7 @@ from pytorch_target_helpers import ATOL, RTOL, generate, import_file, run_torch
 from torch.utils.data import TensorDataset
 
 from neuralc.backends.base import BackendError
+from neuralc.backends.pytorch.training import output_activation
 from neuralc.driver import compile_source
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import load_weights
@@ -44,6 +45,31 @@ def test_crossentropy_on_softmax_is_not_applied_twice(tmp_path: Path) -> None:
     torch.testing.assert_close(got, F.cross_entropy(logits, labels), rtol=1e-5, atol=1e-6)
     got = m.loss_fn(torch.softmax(logits, dim=-1), labels[:, None])  # Keras takes (n, 1) too
     torch.testing.assert_close(got, F.cross_entropy(logits, labels), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers", ["Dense(3)\n    Softmax(axis=2)", "Dense(3)\n    Softmax()",
+                                    "Dense(3)\n    Softmax(axis=-1)",
+                                    "TimeDistributed(Dense(3))\n    TimeDistributed(Softmax("
+                                    "axis=1))"])
+def test_a_softmax_layer_over_the_last_axis_is_a_probability_output(layers: str,
+                                                                    tmp_path: Path) -> None:
+    """Softmax(axis=2) on a rank-3 output is the last axis as much as axis=-1: the loss takes
+    probabilities (softmax applied once), never cross_entropy of them as if they were logits."""
+    text = ("network Seq {\n  input: (5, 4)\n  layers:\n    " + layers
+            + '\n  loss: "sparse_categorical_crossentropy"\n}\n')
+    module, _ = generate(compile_source(text, "seq.nr"), tmp_path)
+    logits = torch.randn(2, 5, 3)
+    labels = torch.randint(0, 3, (2, 5))
+    want = F.cross_entropy(logits.reshape(-1, 3), labels.reshape(-1))
+    got = module.loss_fn(torch.softmax(logits, dim=-1), labels)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_softmax_over_another_axis_is_not_taken_for_probabilities(tmp_path: Path) -> None:
+    text = ("network Seq {\n  input: (5, 4)\n  layers:\n    Dense(3)\n    Softmax(axis=1)\n"
+            '  loss: "sparse_categorical_crossentropy"\n}\n')
+    model = compile_source(text, "seq.nr")
+    assert output_activation(model) is None
 
 
 @pytest.mark.parametrize("output", ["Output(3)", 'Dense(3, "log_softmax")', "Dense(3)"])
