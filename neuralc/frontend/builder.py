@@ -86,6 +86,9 @@ class Builder:
     def token_value(self, tok: Token) -> ast.Value:
         loc = self.src.tok(tok)
         if tok.type == "NUMBER":
+            if len(tok.value) > 100:  # no model needs this; Python refuses int() past 4300 digits
+                self.diags.error(f"number too long ({len(tok.value)} characters)", loc)
+                return ast.Number(0, loc)
             return ast.Number(int(tok.value) if _INT.match(tok.value) else float(tok.value), loc)
         if tok.type == "STRING":
             return ast.String(_unquote(tok.value), loc)

@@ -94,9 +94,9 @@ def make_pass(spec: str) -> Pass:
 
     Raises KeyError for an unknown pass or option, with a suggestion.
     """
-    name, _, rest = spec.partition("{")
+    name, brace, rest = spec.partition("{")
     cls = get_pass(name.strip())
-    if not rest:
+    if not brace:
         return cls()
     if not rest.endswith("}"):
         raise KeyError(f"pass options of '{name}' must end with '}}': {spec}")

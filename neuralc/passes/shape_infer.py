@@ -22,6 +22,9 @@ from neuralc.layers.catalog import ShapeContext, ShapeError
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
 
+# No real model has a weight tensor this large (2^34 floats = 64 GiB); a bigger one is a typo.
+MAX_WEIGHT_ELEMENTS = 2**34
+
 
 class Unifier(ShapeContext):
     """Union-find over symbolic dims, checked against the declared ranges."""
@@ -135,7 +138,14 @@ def infer_func(func: Op, unifier: Unifier, diags: DiagnosticEngine) -> None:
             # Weight shapes depend on input shapes (a Dense on a symbolic feature axis has no
             # size for its weight): report that here, at the layer, not when weights are made.
             try:
-                spec.weights(op.attributes, [v.type for v in op.operands])
+                for wname, w in spec.weights(op.attributes, [v.type for v in op.operands]).items():
+                    size = 1
+                    for d in w.shape:
+                        size *= d
+                    if size > MAX_WEIGHT_ELEMENTS:
+                        raise ShapeError(f"{spec.name} weight '{wname}' would have {size:,} "
+                                         f"elements, more than {MAX_WEIGHT_ELEMENTS:,}",
+                                         "check the sizes of this layer")
             except ShapeError as e:
                 d = diags.error(e.message, op.location)
                 if e.hint:

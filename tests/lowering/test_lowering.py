@@ -322,3 +322,17 @@ def test_two_networks_with_one_name():
 def test_nested_repeats_are_capped():
     out = errors_of("define R { Dense(2) * 10000 }\nnetwork N {\n  input: (4,)\n  layers:\n    R * 10000\n}\n")
     assert "expands to more than 100,000 layers in all" in out
+
+
+def test_absurd_numbers_are_located_errors():
+    out = errors_of("network N {\n  input: (4,)\n  layers:\n    Dense(" + "9" * 5000 + ")\n}\n")
+    assert "m.nr:4:11: error: number too long (5000 characters)" in out
+    out = errors_of("network N {\n  input: (4,)\n  layers:\n    Dense(99999999999999999999999)\n}\n")
+    assert "Dense weight 'weight' would have 399,999,999,999,999,999,999,996 elements" in out
+
+
+def test_unclosed_pass_options_are_refused():
+    from neuralc.passes.registry import parse_pipeline
+
+    with pytest.raises(KeyError, match="must end with"):
+        parse_pipeline("fuse{")
