@@ -208,3 +208,46 @@ def adaptive_window_total(d: Dim, out: int) -> Dim:
     for i in range(out):
         total = total + ceildiv((i + 1) * d, out) - floordiv(i * d, out)
     return total
+
+
+# -- convolution rules every convolution layer shares (Keras's) -------------------------------
+
+
+def no_strided_dilation(attrs: dict) -> None:
+    """Keras refuses a strided, dilated window in every convolution layer."""
+    from neuralc.layers.catalog import ParamError
+
+    if max(attrs["strides"]) > 1 and max(attrs["dilation_rate"]) > 1:
+        raise ParamError(
+            f"'strides' > 1 cannot be combined with 'dilation_rate' > 1 (as in Keras), got "
+            f"strides={tuple(attrs['strides'])} and dilation_rate={tuple(attrs['dilation_rate'])}"
+        )
+
+
+def filters_divisible_by_groups(attrs: dict) -> None:
+    from neuralc.layers.catalog import ParamError
+
+    if attrs["filters"] % attrs["groups"]:
+        raise ParamError(
+            f"'filters' ({attrs['filters']}) must be divisible by 'groups' ({attrs['groups']})"
+        )
+
+
+def channels_divisible_by_groups(layer: str, channels: Dim, groups: int) -> None:
+    if isinstance(channels, int) and channels % groups:
+        raise ShapeError(
+            f"{layer} with groups={groups} needs input channels divisible by {groups}, "
+            f"got {channels}",
+            "change 'groups' or the number of channels of the input",
+        )
+
+
+def conv_window_dims(layer: str, shape: tuple[Dim, ...], attrs: dict) -> tuple[Dim, ...]:
+    """Output spatial dims of a forward convolution over channels-last ``shape``
+    (batch, *spatial, channels), after checking that a 'valid' window fits."""
+    k, s, d, pad = attrs["kernel_size"], attrs["strides"], attrs["dilation_rate"], attrs["padding"]
+    if pad == "valid":
+        eff = [effective_window(ki, di) for ki, di in zip(k, d)]
+        what = "kernel" if all(di == 1 for di in d) else "dilated kernel"
+        check_window_fits(shape, eff, layer, what, 'use padding="same" or a smaller kernel_size')
+    return tuple(window_out_dim(x, ki, si, di, pad) for x, ki, si, di in zip(shape[1:-1], k, s, d))

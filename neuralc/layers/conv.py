@@ -21,23 +21,23 @@ from neuralc.layers.catalog import (
     IntTuple,
     LayerSpec,
     Param,
-    ParamError,
     ShapeContext,
-    ShapeError,
     WeightSpec,
     register,
 )
 from neuralc.layers.common import (
     bias_bound,
-    check_window_fits,
+    channels_divisible_by_groups,
+    conv_window_dims,
     effective_window,
+    filters_divisible_by_groups,
     kaiming_uniform_bound,
+    no_strided_dilation,
     pad_spatial,
     require_spatial,
     sliding_windows,
     spatial_pads,
     static_dim,
-    window_out_dim,
 )
 
 
@@ -53,21 +53,8 @@ def _shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[Tensor
     n = _spatial_rank(attrs)
     layer = _name(n)
     shape = require_spatial(ins[0], n, layer)
-    channels = shape[-1]
-    groups = attrs["groups"]
-    if isinstance(channels, int) and channels % groups:
-        raise ShapeError(
-            f"{layer} with groups={groups} needs input channels divisible by {groups}, "
-            f"got {channels}",
-            "change 'groups' or the number of channels of the input",
-        )
-    k, s, d, pad = attrs["kernel_size"], attrs["strides"], attrs["dilation_rate"], attrs["padding"]
-    if pad == "valid":
-        eff = [effective_window(ki, di) for ki, di in zip(k, d)]
-        what = "kernel" if all(di == 1 for di in d) else "dilated kernel"
-        check_window_fits(shape, eff, layer, what, 'use padding="same" or a smaller kernel_size')
-    spatial = tuple(window_out_dim(x, ki, si, di, pad)
-                    for x, ki, si, di in zip(shape[1:-1], k, s, d))
+    channels_divisible_by_groups(layer, shape[-1], attrs["groups"])
+    spatial = conv_window_dims(layer, shape, attrs)
     return [ins[0].with_shape((shape[0], *spatial, attrs["filters"]))]
 
 
@@ -129,15 +116,8 @@ def _flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:
 
 def _check(attrs: dict) -> None:
     """Cross-parameter rules Keras enforces when the layer is constructed."""
-    if max(attrs["strides"]) > 1 and max(attrs["dilation_rate"]) > 1:
-        raise ParamError(
-            f"'strides' > 1 cannot be combined with 'dilation_rate' > 1 (as in Keras), got "
-            f"strides={tuple(attrs['strides'])} and dilation_rate={tuple(attrs['dilation_rate'])}"
-        )
-    if attrs["filters"] % attrs["groups"]:
-        raise ParamError(
-            f"'filters' ({attrs['filters']}) must be divisible by 'groups' ({attrs['groups']})"
-        )
+    no_strided_dilation(attrs)
+    filters_divisible_by_groups(attrs)
 
 
 def _params(n: int) -> tuple[Param, ...]:

@@ -46,9 +46,12 @@ from neuralc.layers.catalog import (
 )
 from neuralc.layers.common import (
     bias_bound,
-    check_window_fits,
+    channels_divisible_by_groups,
+    conv_window_dims,
     effective_window,
+    filters_divisible_by_groups,
     kaiming_uniform_bound,
+    no_strided_dilation,
     pad_spatial,
     require_spatial,
     sliding_windows,
@@ -56,7 +59,6 @@ from neuralc.layers.common import (
     static_dim,
     transpose_crop,
     transpose_out_dim,
-    window_out_dim,
 )
 
 _DATA = {1: "sequences (batch, steps, channels)", 2: "images (batch, height, width, channels)",
@@ -65,15 +67,6 @@ _DATA = {1: "sequences (batch, steps, channels)", 2: "images (batch, height, wid
 
 def _rank(attrs: dict) -> int:
     return len(attrs["kernel_size"])
-
-
-def _no_strided_dilation(attrs: dict) -> None:
-    """Keras refuses a strided, dilated window in every convolution layer."""
-    if max(attrs["strides"]) > 1 and max(attrs["dilation_rate"]) > 1:
-        raise ParamError(
-            f"'strides' > 1 cannot be combined with 'dilation_rate' > 1 (as in Keras), got "
-            f"strides={tuple(attrs['strides'])} and dilation_rate={tuple(attrs['dilation_rate'])}"
-        )
 
 
 def _window_params(n: int) -> tuple[Param, ...]:
@@ -85,16 +78,6 @@ def _window_params(n: int) -> tuple[Param, ...]:
         Param("dilation_rate", IntTuple(n), [1] * n, aliases=("dilation",),
               doc="spacing between kernel taps"),
     )
-
-
-def _forward_spatial(layer: str, shape: tuple[Dim, ...], attrs: dict) -> tuple[Dim, ...]:
-    """Output spatial dims of a forward (depthwise) convolution, with the window-fit check."""
-    k, s, d, pad = attrs["kernel_size"], attrs["strides"], attrs["dilation_rate"], attrs["padding"]
-    if pad == "valid":
-        eff = [effective_window(ki, di) for ki, di in zip(k, d)]
-        what = "kernel" if all(di == 1 for di in d) else "dilated kernel"
-        check_window_fits(shape, eff, layer, what, 'use padding="same" or a smaller kernel_size')
-    return tuple(window_out_dim(x, ki, si, di, pad) for x, ki, si, di in zip(shape[1:-1], k, s, d))
 
 
 def depthwise_conv(x: np.ndarray, weight: np.ndarray, attrs: dict) -> np.ndarray:
@@ -120,13 +103,7 @@ def _transpose_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> l
     n = _rank(attrs)
     layer = _tname(n)
     shape = require_spatial(ins[0], n, layer)
-    channels, groups = shape[-1], attrs["groups"]
-    if isinstance(channels, int) and channels % groups:
-        raise ShapeError(
-            f"{layer} with groups={groups} needs input channels divisible by {groups}, "
-            f"got {channels}",
-            "change 'groups' or the number of channels of the input",
-        )
+    channels_divisible_by_groups(layer, shape[-1], attrs["groups"])
     op = attrs["output_padding"] or [None] * n
     spatial = tuple(
         transpose_out_dim(x, ki, si, di, attrs["padding"], oi)
@@ -210,11 +187,8 @@ def _transpose_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType])
 
 
 def _transpose_check(attrs: dict) -> None:
-    _no_strided_dilation(attrs)
-    if attrs["filters"] % attrs["groups"]:
-        raise ParamError(
-            f"'filters' ({attrs['filters']}) must be divisible by 'groups' ({attrs['groups']})"
-        )
+    no_strided_dilation(attrs)
+    filters_divisible_by_groups(attrs)
     op = attrs["output_padding"]
     if op is not None and any(p >= s for p, s in zip(op, attrs["strides"])):
         raise ParamError(
@@ -266,7 +240,7 @@ def _depthwise_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> l
     n = _rank(attrs)
     layer = _dname(n)
     shape = require_spatial(ins[0], n, layer)
-    spatial = _forward_spatial(layer, shape, attrs)
+    spatial = conv_window_dims(layer, shape, attrs)
     return [ins[0].with_shape((shape[0], *spatial, shape[-1] * attrs["depth_multiplier"]))]
 
 
@@ -331,7 +305,7 @@ DEPTHWISE_CONV1D, DEPTHWISE_CONV2D = (
     register(LayerSpec(
         name=_dname(n), params=_depthwise_params(n), positional=("kernel_size", "activation"),
         shape=_depthwise_shape, reference=_depthwise_reference, weights=_depthwise_weights,
-        flops=_depthwise_flops, check=_no_strided_dilation, lower=_depthwise_lower,
+        flops=_depthwise_flops, check=no_strided_dilation, lower=_depthwise_lower,
         doc=f"{n}-D depthwise convolution over {_DATA[n]}: each channel convolved with its own "
             f"depth_multiplier filters.",
         example=(f'{_dname(n)}(3, strides=2, padding="same")' if n == 2
@@ -352,7 +326,7 @@ def _separable_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> l
     n = _rank(attrs)
     layer = _sname(n)
     shape = require_spatial(ins[0], n, layer)
-    spatial = _forward_spatial(layer, shape, attrs)
+    spatial = conv_window_dims(layer, shape, attrs)
     return [ins[0].with_shape((shape[0], *spatial, attrs["filters"]))]
 
 
@@ -422,7 +396,7 @@ SEPARABLE_CONV1D, SEPARABLE_CONV2D = (
         name=_sname(n), params=_separable_params(n),
         positional=("filters", "kernel_size", "activation"),
         shape=_separable_shape, reference=_separable_reference, weights=_separable_weights,
-        flops=_separable_flops, check=_no_strided_dilation, lower=_separable_lower,
+        flops=_separable_flops, check=no_strided_dilation, lower=_separable_lower,
         aliases=(f"SeparableConvolution{n}D",),
         doc=f"{n}-D depthwise-separable convolution over {_DATA[n]}: a depthwise convolution, "
             f"then a 1x1 convolution with bias.",

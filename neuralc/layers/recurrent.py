@@ -54,7 +54,6 @@ from neuralc.layers.catalog import (
     IntTuple,
     LayerSpec,
     Param,
-    ParamError,
     ShapeContext,
     ShapeError,
     WeightSpec,
@@ -62,14 +61,13 @@ from neuralc.layers.catalog import (
 )
 from neuralc.layers.common import (
     bias_bound,
-    check_window_fits,
-    effective_window,
+    conv_window_dims,
     kaiming_uniform_bound,
+    no_strided_dilation,
     pad_spatial,
     sliding_windows,
     spatial_pads,
     static_dim,
-    window_out_dim,
 )
 
 if TYPE_CHECKING:
@@ -445,14 +443,8 @@ def _conv_lstm_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> l
             f"ConvLSTM2D expects input (batch, time, height, width, channels), "
             f"got {shape_str(shape)}", hint)
     static_dim(shape[4], "ConvLSTM2D", "number of input channels")
-    k, s, d, pad = attrs["kernel_size"], attrs["strides"], attrs["dilation_rate"], attrs["padding"]
     image = (shape[0], *shape[2:])  # one step: (batch, h, w, c)
-    if pad == "valid":
-        eff = [effective_window(ki, di) for ki, di in zip(k, d)]
-        check_window_fits(image, eff, "ConvLSTM2D", "kernel",
-                          'use padding="same" or a smaller kernel_size')
-    spatial = tuple(window_out_dim(x, ki, si, di, pad)
-                    for x, ki, si, di in zip(shape[2:4], k, s, d))
+    spatial = conv_window_dims("ConvLSTM2D", image, attrs)
     f = attrs["filters"]
     step = (shape[0], *spatial, f)
     out = (shape[0], shape[1], *spatial, f) if attrs["return_sequences"] else step
@@ -529,11 +521,7 @@ def _conv_lstm_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType])
 
 
 def _conv_lstm_check(attrs: dict) -> None:
-    if max(attrs["strides"]) > 1 and max(attrs["dilation_rate"]) > 1:
-        raise ParamError(
-            f"'strides' > 1 cannot be combined with 'dilation_rate' > 1 (as in Keras), got "
-            f"strides={tuple(attrs['strides'])} and dilation_rate={tuple(attrs['dilation_rate'])}"
-        )
+    no_strided_dilation(attrs)
 
 
 def _conv_lstm_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:

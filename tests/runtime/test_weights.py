@@ -193,7 +193,7 @@ def test_other_float_widths_are_cast(tmp_path: Path, dtype: type) -> None:
 
 
 def test_bfloat16_is_cast(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     from safetensors.torch import save_file
 
     m = mlp([("fc", 2, True)], features=3)
@@ -207,7 +207,7 @@ def test_bfloat16_is_cast(tmp_path: Path) -> None:
 
 
 def test_torch_state_dict_loads_as_is(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     from safetensors.torch import save_file
 
     m = mlp([("dense", 4, True)], features=6)
@@ -335,7 +335,7 @@ def test_truncated_file(tmp_path: Path) -> None:
 
 
 def test_pickle_checkpoint_is_refused_with_a_hint(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     path = tmp_path / "model.pt"
     torch.save({"dense.weight": torch.zeros(8, 6)}, path)
     msg = str(_load_error(path, mlp(TWO)))
