@@ -184,21 +184,29 @@ BATCH_NORMALIZATION = register(LayerSpec(
 # -- LayerNormalization --------------------------------------------------------------------------
 
 
-def _ln_axes(attrs: dict, t: TensorType) -> list[int]:
-    """The normalised axes, non-negative and ascending (the weights' layout)."""
-    shape = _ranked(t, "LayerNormalization")
-    axes = [normalize_axis(a, len(shape), "LayerNormalization") for a in attrs["axis"]]
+def _named_axes(layer: str, attrs: dict, t: TensorType) -> list[int]:
+    """The normalised axes of Layer/RMSNormalization, non-negative and ascending (the weights'
+    layout)."""
+    shape = _ranked(t, layer)
+    axes = [normalize_axis(a, len(shape), layer) for a in attrs["axis"]]
     if len(set(axes)) != len(axes):
         raise ShapeError(
-            f"LayerNormalization axis {attrs['axis']} names the same axis twice "
+            f"{layer} axis {attrs['axis']} names the same axis twice "
             f"for an input of rank {len(shape)}"
         )
     return sorted(axes)
 
 
-def _ln_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
-    _ln_axes(attrs, ins[0])
-    return [ins[0]]
+def _named_axes_shape(layer: str):
+    """The shape rule of a normalisation over named axes: the input shape, axes checked."""
+    def rule(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
+        _named_axes(layer, attrs, ins[0])
+        return [ins[0]]
+    return rule
+
+
+def _ln_axes(attrs: dict, t: TensorType) -> list[int]:
+    return _named_axes("LayerNormalization", attrs, t)
 
 
 def _ln_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
@@ -253,7 +261,8 @@ LAYER_NORMALIZATION = register(LayerSpec(
         Param("scale", Bool(), True, doc="learn a scale (weight)"),
     ),
     positional=("axis", "epsilon", "center", "scale"),
-    shape=_ln_shape, reference=_ln_reference, weights=_ln_weights, flops=_ln_flops,
+    shape=_named_axes_shape("LayerNormalization"), reference=_ln_reference,
+    weights=_ln_weights, flops=_ln_flops,
     lower=_ln_lower,
     aliases=("LayerNorm",),
     doc="Normalises each sample over the given axes, then scales and shifts per element.",
@@ -450,19 +459,7 @@ INSTANCE_NORMALIZATION = register(LayerSpec(
 
 
 def _rms_axes(attrs: dict, t: TensorType) -> list[int]:
-    shape = _ranked(t, "RMSNormalization")
-    axes = [normalize_axis(a, len(shape), "RMSNormalization") for a in attrs["axis"]]
-    if len(set(axes)) != len(axes):
-        raise ShapeError(
-            f"RMSNormalization axis {attrs['axis']} names the same axis twice "
-            f"for an input of rank {len(shape)}"
-        )
-    return sorted(axes)
-
-
-def _rms_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:
-    _rms_axes(attrs, ins[0])
-    return [ins[0]]
+    return _named_axes("RMSNormalization", attrs, t)
 
 
 def _rms_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
@@ -512,7 +509,8 @@ RMS_NORMALIZATION = register(LayerSpec(
               doc="learn a scale (weight) per normalised element"),
     ),
     positional=("axis", "epsilon"),
-    shape=_rms_shape, reference=_rms_reference, weights=_rms_weights, flops=_rms_flops,
+    shape=_named_axes_shape("RMSNormalization"), reference=_rms_reference,
+    weights=_rms_weights, flops=_rms_flops,
     lower=_rms_lower,
     aliases=("RMSNorm",),
     doc="Divides each sample by its root mean square over the given axes, then scales.",
