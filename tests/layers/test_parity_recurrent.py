@@ -63,8 +63,9 @@ def _native_torch_rnn_kernels() -> Iterator[None]:
 
 
 def seq_type(x: np.ndarray) -> TensorType:
-    """(batch, time, ...): symbolic batch and time, static features."""
-    return TensorType((sym("batch"), sym("time"), *x.shape[2:]), "f32")
+    """(batch, time, ...): symbolic batch and time, static features; int64 arrays are indices."""
+    return TensorType((sym("batch"), sym("time"), *x.shape[2:]),
+                      "i64" if x.dtype == np.int64 else "f32")
 
 
 def run_all(layer: str, attrs: dict, x: np.ndarray, rng: np.random.Generator,

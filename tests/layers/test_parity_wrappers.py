@@ -26,7 +26,6 @@ from layer_helpers import (
     SimpleContext,
     keras_same_pads,
     make_attrs,
-    random_weights,
     spec,
     to_cf,
     to_cl,
@@ -35,14 +34,19 @@ from layer_helpers import (
     tt,
     ttype,
 )
-from test_parity_recurrent import keras, keras_call, keras_layer, keras_rnn_weights  # noqa: F401
+from test_parity_recurrent import (  # noqa: F401
+    keras,
+    keras_call,
+    keras_layer,
+    keras_rnn_weights,
+    run_all,
+)
 
 from neuralc.driver import compile_source
 from neuralc.ir.core import func_body
 from neuralc.ir.dims import evaluate, sym
 from neuralc.ir.parser import parse_module
 from neuralc.ir.printer import print_module
-from neuralc.ir.types import TensorType
 from neuralc.ir.verifier import verify
 from neuralc.layers.catalog import ParamError, ShapeError
 from neuralc.layers.wrappers import validated_inner
@@ -76,23 +80,7 @@ def run_wrapper(wrapper: str, attrs: dict, x: np.ndarray, rng: np.random.Generat
                 weights: dict[str, np.ndarray] | None = None
                 ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     """Every result, each checked against the shape rule on a symbolic (batch, time, ...)."""
-    s = spec(wrapper)
-    t = TensorType((sym("batch"), sym("time"), *x.shape[2:]),
-                   "i64" if x.dtype == np.int64 else "f32")
-    ctx = SimpleContext()
-    types = s.shape(attrs, [t], ctx)
-    assert len(types) == s.results(attrs)
-    if weights is None:
-        weights = random_weights(s.weights(attrs, [t]), rng)
-    x.setflags(write=False)
-    outs = s.reference(attrs, [x], weights)
-    env = {"batch": x.shape[0], "time": x.shape[1]}
-    assert len(outs) == len(types)
-    for o, ty in zip(outs, types):
-        assert ty.shape is not None
-        assert o.shape == tuple(evaluate(ctx.resolve(d), env) for d in ty.shape)
-        assert o.dtype == np.float32
-    return outs, weights
+    return run_all(wrapper, attrs, x, rng, weights)
 
 
 def rand_seq(rng: np.random.Generator, *shape: int) -> np.ndarray:
