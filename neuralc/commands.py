@@ -11,8 +11,6 @@ import numpy as np
 from neuralc.diagnostics import render_all
 from neuralc.driver import CompiledModel, UsageError, compile_file
 from neuralc.frontend.hparams import HParams, parse_override
-from neuralc.ir.dims import evaluate, symbols
-from neuralc.ir.types import NUMPY_DTYPES
 from neuralc.passes.manager import PassManager
 from neuralc.passes.pipelines import pipeline
 from neuralc.passes.registry import parse_pipeline
@@ -258,19 +256,10 @@ def _parse_inputs(
 
 
 def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.ndarray]:
-    from neuralc.ir.core import func_body
-    from neuralc.layers import catalog
+    from neuralc.runtime.samples import input_symbols, random_inputs, symbol_sizes
 
-    ranges = model.module.attributes.get("dims", {})
-    known = {n for a in func_body(model.module.funcs[0]).args for d in (a.type.shape or ())
-             for n in symbols(d)}
-
-    def clamp(name: str, value: int) -> int:
-        # Into the model's own range for that symbol (dims { }), as a user's input must be.
-        lo, hi = ranges.get(name) or [None, None]
-        return min(max(value, lo or 1), hi) if hi is not None else max(value, lo or 1)
-
-    sizes: dict[str, int] = {"batch": clamp("batch", args.batch)}
+    known = input_symbols(model.module)
+    given: dict[str, int] = {}
     for s in args.dim:
         k, _, v = s.partition("=")
         val = parse_override(v)
@@ -279,23 +268,9 @@ def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.nd
         if k not in known:
             raise UsageError(f"--dim {k}: the model has no symbolic dim '{k}'"
                              + (f"; it has: {', '.join(sorted(known))}" if known else ""))
-        sizes[k] = val
-    rng = np.random.default_rng(args.seed)
-    arrays = []
-    for a in func_body(model.module.funcs[0]).args:
-        assert a.type.shape is not None
-        for d in a.type.shape:
-            for name in symbols(d):
-                if name not in sizes:
-                    sizes[name] = clamp(name, 8)
-        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
-        if a.type.dtype.startswith("i"):
-            emb = [u for u in a.users() if catalog.by_op(u.name) is catalog.lookup("Embedding")]
-            high = min(int(u.attributes["input_dim"]) for u in emb) if emb else 2
-            arrays.append(rng.integers(0, high, size=shape).astype(NUMPY_DTYPES[a.type.dtype]))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return arrays
+        given[k] = val
+    sizes = symbol_sizes(model.module, args.batch, 8) | given
+    return random_inputs(model.module, sizes, np.random.default_rng(args.seed))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

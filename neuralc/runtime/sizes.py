@@ -62,7 +62,7 @@ def check_sizes(func: Op, env: dict[str, int]) -> None:
                                      f"{limit}={table}; feed shorter sequences or raise {limit}")
 
 
-def _takes_indices(op: Op) -> dict | None:
+def embedding_attrs(op: Op) -> dict | None:
     """The Embedding attributes of ``op`` (itself or the layer it wraps), or None."""
     embedding = catalog.lookup("Embedding")
     if catalog.by_op(op.name) is embedding:
@@ -80,7 +80,7 @@ def check_indices(func: Op, arrays: list[np.ndarray]) -> None:
         if not np.issubdtype(np.asarray(x).dtype, np.integer):
             continue
         for user in arg.users():
-            attrs = _takes_indices(user)
+            attrs = embedding_attrs(user)
             if attrs is None or np.asarray(x).size == 0:
                 continue
             n = int(attrs["input_dim"])

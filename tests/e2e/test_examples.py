@@ -17,9 +17,10 @@ from torch_oracle import run_torch
 
 from neuralc.driver import compile_file
 from neuralc.ir.core import func_body
-from neuralc.ir.dims import evaluate, symbols
+from neuralc.ir.dims import evaluate
 from neuralc.ir.parser import parse_module
 from neuralc.ir.printer import print_module
+from neuralc.runtime import samples
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights, load_weights, save_weights
 
@@ -28,24 +29,11 @@ RTOL, ATOL = 1e-4, 1e-5
 
 
 def random_inputs(module, sizes: dict[str, int], rng: np.random.Generator) -> list[np.ndarray]:
-    arrays = []
-    for a in func_body(module.funcs[0]).args:
-        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
-        if a.type.dtype.startswith("i"):
-            high = min(u.attributes["input_dim"] for u in a.users())
-            arrays.append(rng.integers(0, high, size=shape).astype(np.int64))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return arrays
+    return samples.random_inputs(module, sizes, rng)
 
 
 def symbol_sizes(module, batch: int, other: int) -> dict[str, int]:
-    sizes = {"batch": batch}
-    for a in func_body(module.funcs[0]).args:
-        for d in a.type.shape:
-            for s in symbols(d):
-                sizes.setdefault(s, other)
-    return sizes
+    return samples.symbol_sizes(module, batch, other)
 
 
 def test_examples_exist():

@@ -15,13 +15,13 @@ import numpy as np
 
 from neuralc.driver import compile_file, compile_source
 from neuralc.ir.core import func_body
-from neuralc.ir.dims import evaluate, symbols
 from neuralc.ir.parser import parse_module
 from neuralc.ir.printer import print_module
 from neuralc.ir.verifier import verify
 from neuralc.passes.base import PassContext
 from neuralc.passes.manager import PassManager
 from neuralc.passes.registry import parse_pipeline
+from neuralc.runtime import samples
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights
 
@@ -43,18 +43,7 @@ def lowered(module, passes: str = "lower-to-tensor"):
 
 
 def random_inputs(module, sizes: dict[str, int], rng: np.random.Generator) -> list[np.ndarray]:
-    out = []
-    for a in func_body(module.funcs[0]).args:
-        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
-        if a.type.dtype.startswith("i"):
-            highs = [u.attributes.get("input_dim") for u in a.users()]
-            inner = [u.attributes.get("layer", {}).get("params", {}).get("input_dim")
-                     for u in a.users() if isinstance(u.attributes.get("layer"), dict)]
-            high = min(h for h in highs + inner + [2**31] if h)
-            out.append(rng.integers(0, high, size=shape).astype(np.int64))
-        else:
-            out.append(rng.standard_normal(shape).astype(np.float32))
-    return out
+    return samples.random_inputs(module, sizes, rng)
 
 
 def check_lowering(source: str | Path, passes: str = "lower-to-tensor", rtol: float = 1e-5,
@@ -66,13 +55,7 @@ def check_lowering(source: str | Path, passes: str = "lower-to-tensor", rtol: fl
     weights = init_weights(module, seed=5)
     rng = np.random.default_rng()
     for batch, other in sizes:
-        env = {"batch": batch}
-        for a in func_body(module.funcs[0]).args:
-            for d in a.type.shape:
-                for s in symbols(d):
-                    lo = (module.attributes.get("dims", {}).get(s) or [None, None])[0]
-                    env.setdefault(s, max(other, lo or 0))
-        xs = random_inputs(module, env, rng)
+        xs = random_inputs(module, samples.symbol_sizes(module, batch, other), rng)
         want = run_module(module, xs, weights)
         got = run_module(low, xs, weights)
         assert len(want) == len(got)

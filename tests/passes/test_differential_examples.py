@@ -23,9 +23,8 @@ import pytest
 from lowering_helpers import random_inputs
 
 from neuralc.driver import compile_file, tensor_stage
-from neuralc.ir.core import func_body
-from neuralc.ir.dims import symbols
 from neuralc.passes.pipelines import pipeline, tensor_pipeline
+from neuralc.runtime import samples
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights
 
@@ -45,15 +44,7 @@ def model(path: Path):
 
 
 def sizes_for(module, batch: int, other: int) -> dict[str, int]:
-    env = {"batch": batch}
-    ranges = module.attributes.get("dims", {})
-    for a in func_body(module.funcs[0]).args:
-        for d in a.type.shape:
-            for s in symbols(d):
-                lo, hi = (ranges.get(s) or [None, None])
-                v = max(other, lo or 1)
-                env.setdefault(s, min(v, hi) if hi else v)
-    return env
+    return samples.symbol_sizes(module, batch, other)
 
 
 def rel_error(y: np.ndarray, ref: np.ndarray) -> float:

@@ -30,6 +30,7 @@ from neuralc.driver import CompiledModel, compile_file, compile_source
 from neuralc.ir.core import func_body
 from neuralc.ir.dims import evaluate, symbols
 from neuralc.layers import catalog
+from neuralc.runtime import samples
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights
 
@@ -312,16 +313,7 @@ def symbol_sizes(model: CompiledModel, batch: int, run: int,
 
 def random_inputs(model: CompiledModel, sizes: dict[str, int],
                   rng: np.random.Generator) -> list[np.ndarray]:
-    arrays = []
-    for a in func_body(model.module.funcs[0]).args:
-        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
-        if a.type.dtype.startswith("i"):
-            emb = [u for u in a.users() if catalog.by_op(u.name) is catalog.lookup("Embedding")]
-            high = min(int(u.attributes["input_dim"]) for u in emb)
-            arrays.append(rng.integers(0, high, size=shape).astype(np.int64))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return arrays
+    return samples.random_inputs(model.module, sizes, rng)
 
 
 def prepare(case_id: str, model: CompiledModel, out_dir: Path,

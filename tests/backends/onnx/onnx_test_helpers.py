@@ -17,8 +17,8 @@ from neuralc.backends.base import Artifact, BackendOptions
 from neuralc.backends.registry import get_backend
 from neuralc.driver import CompiledModel, compile_source
 from neuralc.ir.core import func_body
-from neuralc.ir.dims import evaluate, symbols
-from neuralc.layers import catalog
+from neuralc.ir.dims import evaluate
+from neuralc.runtime import samples
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights, module_weights
 
@@ -48,33 +48,13 @@ def varied_weights(model: CompiledModel, seed: int = 1) -> dict[str, np.ndarray]
 
 
 def symbol_sizes(model: CompiledModel, batch: int, other: int) -> dict[str, int]:
-    """``batch`` for the batch, ``other`` (or the low end of its range) for other symbols."""
-    sizes = {"batch": batch}
-    ranges = model.module.attributes.get("dims", {})
-    for a in func_body(model.module.funcs[0]).args:
-        for d in a.type.shape or ():
-            for s in sorted(symbols(d)):
-                lo, hi = (ranges.get(s) or [None, None])
-                v = other if lo is None else max(lo, other)
-                sizes.setdefault(s, v if hi is None else min(v, hi))
-    return sizes
+    """``batch`` for the batch, ``other`` (clamped to its dims range) for every other symbol."""
+    return samples.symbol_sizes(model.module, batch, other)
 
 
 def random_inputs(model: CompiledModel, sizes: dict[str, int],
                   rng: np.random.Generator) -> list[np.ndarray]:
-    arrays = []
-    emb = catalog.lookup("Embedding")
-    for a in func_body(model.module.funcs[0]).args:
-        assert a.type.shape is not None
-        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
-        if a.type.dtype.startswith("i"):
-            highs = [int(u.attributes["input_dim"]) for u in a.users()
-                     if catalog.by_op(u.name) is emb]
-            arrays.append(rng.integers(0, min(highs) if highs else 2, size=shape)
-                          .astype(np.int64))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return arrays
+    return samples.random_inputs(model.module, sizes, rng)
 
 
 def compile_nr(text: str, name: str = "case.nr") -> CompiledModel:

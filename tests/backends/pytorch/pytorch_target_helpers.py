@@ -22,8 +22,9 @@ from safetensors.torch import load_file
 from neuralc.backends.base import BackendOptions
 from neuralc.backends.registry import get_backend
 from neuralc.driver import CompiledModel
-from neuralc.ir.core import func_body, func_return
-from neuralc.ir.dims import evaluate, symbols
+from neuralc.ir.core import func_return
+from neuralc.ir.dims import evaluate
+from neuralc.runtime import samples
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights, module_weights, save_weights
 
@@ -74,30 +75,12 @@ def load_into(net: torch.nn.Module, weights: dict[str, np.ndarray], tmp_path: Pa
 
 def symbol_sizes(model: CompiledModel, batch: int, other: int) -> dict[str, int]:
     """``batch`` for the batch, ``other`` (clamped to its dims range) for every other symbol."""
-    sizes = {"batch": batch}
-    ranges = model.module.attributes.get("dims", {})
-    for a in func_body(model.module.funcs[0]).args:
-        for d in a.type.shape or ():
-            for s in sorted(symbols(d)):
-                lo, hi = ranges.get(s) or [None, None]
-                v = other if lo is None else max(lo, other)
-                sizes.setdefault(s, v if hi is None else min(v, hi))
-    return sizes
+    return samples.symbol_sizes(model.module, batch, other)
 
 
 def random_inputs(model: CompiledModel, sizes: dict[str, int],
                   rng: np.random.Generator) -> list[np.ndarray]:
-    arrays = []
-    for a in func_body(model.module.funcs[0]).args:
-        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
-        if a.type.dtype.startswith("i"):
-            dims = [u.attributes["input_dim"] for u in a.users() if "input_dim" in u.attributes]
-            if not dims:  # an index input wrapped by TimeDistributed(Embedding(...))
-                dims = [u.attributes["layer"]["params"]["input_dim"] for u in a.users()]
-            arrays.append(rng.integers(0, min(dims), size=shape).astype(np.int64))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return arrays
+    return samples.random_inputs(model.module, sizes, rng)
 
 
 def run_torch(net: torch.nn.Module, xs: list[np.ndarray]) -> list[np.ndarray]:
