@@ -39,10 +39,9 @@ sys.path.insert(0, str(ROOT))
 from neuralc.backends.base import BackendOptions  # noqa: E402
 from neuralc.backends.registry import get_backend  # noqa: E402
 from neuralc.driver import compile_file, tensor_stage  # noqa: E402
-from neuralc.ir.core import func_body  # noqa: E402
-from neuralc.ir.dims import evaluate, symbols  # noqa: E402
 from neuralc.passes.pipelines import pipeline, tensor_pipeline  # noqa: E402
 from neuralc.runtime.interpreter import run_module  # noqa: E402
+from neuralc.runtime.samples import random_inputs, symbol_sizes  # noqa: E402
 from neuralc.runtime.weights import init_weights  # noqa: E402
 
 MODELS = ["mnist_cnn", "resnet_small", "mobilenet_tiny", "transformer_classifier",
@@ -50,21 +49,8 @@ MODELS = ["mnist_cnn", "resnet_small", "mobilenet_tiny", "transformer_classifier
 
 
 def inputs_for(module, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
-    sizes = {"batch": batch}
-    ranges = module.attributes.get("dims", {})
-    out = []
-    for a in func_body(module.funcs[0]).args:
-        for d in a.type.shape:
-            for s in symbols(d):
-                lo = (ranges.get(s) or [None, None])[0]
-                sizes.setdefault(s, max(64, lo or 0))
-        shape = tuple(evaluate(d, sizes) for d in a.type.shape)
-        if a.type.dtype.startswith("i"):
-            high = min(u.attributes.get("input_dim", 2) for u in a.users())
-            out.append(rng.integers(0, high, size=shape).astype(np.int64))
-        else:
-            out.append(rng.standard_normal(shape).astype(np.float32))
-    return out
+    """The same seeded samples `neuralc run --random` uses, with 64 for every other symbol."""
+    return random_inputs(module, symbol_sizes(module, batch, 64), rng)
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
