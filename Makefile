@@ -25,7 +25,7 @@ run: $(VENV)/.run-stamp
 	$(VENV)/bin/neuralc run $(EXAMPLE) --random --batch 2 --target auto
 
 test: $(VENV)/.test-stamp
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 lint: $(VENV)/.test-stamp
 	$(VENV)/bin/ruff check neuralc tests

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from neuralc.diagnostics import CompileError, render_all
-from neuralc.frontend.sections import PRECISIONS
+from neuralc.ir.types import PRECISIONS
 
 EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from neuralc.diagnostics import render_all
-from neuralc.driver import CompiledModel, UsageError, compile_file
+from neuralc.driver import UsageError, compile_file
 from neuralc.frontend.hparams import HParams, parse_override
+from neuralc.frontend.model import CompiledModel
 from neuralc.passes.manager import PassManager
 from neuralc.passes.pipelines import pipeline
 from neuralc.passes.registry import parse_pipeline
@@ -185,6 +186,7 @@ def cmd_opt(args: argparse.Namespace) -> int:
     from neuralc.ir.parser import parse_module_or_diagnose
     from neuralc.ir.printer import print_module
     from neuralc.ir.verifier import verify
+    from neuralc.layers import graph_dialect  # noqa: F401  (textual IR may hold graph ops)
 
     pm = _pass_manager(args, [])  # a bad --passes is a usage error, before reading anything
     if args.file == "-":
@@ -280,7 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from neuralc.runtime.weights import WeightsError, save_weights
 
     if args.target == "auto":
-        from neuralc.runtime.device import select_target
+        from neuralc.backends.select import select_target
 
         target = select_target()
         sys.stderr.write(f"neuralc: --target auto runs on '{target}'\n")

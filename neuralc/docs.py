@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from neuralc.ir.activations import activation_defs
 from neuralc.layers import catalog
-from neuralc.layers.activations import activation_defs
 from neuralc.layers.catalog import LayerSpec, Param, show_value
 
 

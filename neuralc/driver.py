@@ -6,13 +6,13 @@ same diagnostics and the same IR.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from neuralc.diagnostics import CompileError, Diagnostic, DiagnosticEngine
 from neuralc.frontend.hparams import HParams
-from neuralc.frontend.lower import NetworkInfo, lower
+from neuralc.frontend.lower import lower
 from neuralc.frontend.macros import expand
+from neuralc.frontend.model import CompiledModel
 from neuralc.frontend.parser import parse
 from neuralc.ir.core import Module
 from neuralc.passes.base import PassContext
@@ -25,12 +25,6 @@ class UsageError(Exception):
     """A problem with how neuralc was called (exit code 2), not with the model file."""
 
 
-@dataclass
-class CompiledModel:
-    module: Module
-    info: NetworkInfo
-    filename: str
-    warnings: list[Diagnostic] = field(default_factory=list)
 
 
 def compile_source(

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from neuralc.diagnostics import Diagnostic
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Op
 
 

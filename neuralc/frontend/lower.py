@@ -10,13 +10,13 @@ independent problem; a layer that fails is skipped and the layers after it still
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from neuralc.diagnostics import DiagnosticEngine, did_you_mean
 from neuralc.frontend import ast
 from neuralc.frontend.hparams import HParams
-from neuralc.frontend.sections import TrainingConfig, check_sections
+from neuralc.frontend.model import NetworkInfo
+from neuralc.frontend.sections import check_sections
 from neuralc.frontend.values import CallValue, EvalError, evaluate
 from neuralc.ir.core import Block, Module, Op, Value, func_op
 from neuralc.ir.dims import Dim, sym
@@ -32,15 +32,6 @@ RESERVED_DIM_NAMES = {"x", "floordiv", "ceildiv"}
 ANONYMOUS_PREFIX = "_d"
 
 
-@dataclass
-class NetworkInfo:
-    """What the graph IR does not carry: input names and training configuration."""
-
-    name: str
-    input_names: list[str]
-    training: TrainingConfig
-    hparams: HParams
-    layer_locations: dict[str, Location] = field(default_factory=dict)
 
 
 class _Scope:

@@ -14,11 +14,11 @@ from neuralc.diagnostics import DiagnosticEngine, did_you_mean
 from neuralc.frontend import ast
 from neuralc.frontend.hparams import HParams
 from neuralc.frontend.values import CallValue, EvalError, evaluate
+from neuralc.ir.types import PRECISIONS
 
 OPTIMIZERS = ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax", "Nadam")
 SCHEDULES = ("ExponentialDecay", "StepDecay", "CosineDecay")
 DEVICES = ("auto", "cpu", "cuda", "gpu")
-PRECISIONS = ("fp32", "fp16", "bf16", "mixed")
 
 
 @dataclass

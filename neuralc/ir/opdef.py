@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from neuralc.ir.core import Op
+    from neuralc.ir.shapes import ShapeContext
     from neuralc.ir.types import TensorType
-    from neuralc.layers.catalog import ShapeContext
 
 # How an op may join a fused kernel (TVM's rule set): elementwise ops fuse with anything;
 # broadcast and injective ops (reshape, transpose, slice, concat) fuse into their consumers;
@@ -93,7 +93,7 @@ def _load_dialects() -> None:
     import pkgutil
 
     from neuralc.ir import dialects
-    from neuralc.ir.dialects import builtin, graph, kernel, tensor  # noqa: F401 (register ops)
+    from neuralc.ir.dialects import builtin, kernel, tensor  # noqa: F401 (register ops)
 
     # The tensor dialect spans tensor.py and tensor_<family>.py files (ops a family needs).
     for info in pkgutil.iter_modules(dialects.__path__):

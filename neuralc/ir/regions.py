@@ -13,7 +13,7 @@ import numpy as np
 
 from neuralc.ir.core import Block, Op
 from neuralc.ir.opdef import evaluate_op, lookup_op
-from neuralc.layers.catalog import ShapeContext, ShapeError
+from neuralc.ir.shapes import ShapeContext, ShapeError
 
 
 def infer_block(body: Block, ctx: ShapeContext, terminator: str, owner: str) -> Op:

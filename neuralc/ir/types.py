@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from neuralc.ir.dims import Dim, dim_str, product
 
+# The precision modes of a model (``execution { precision }``, ``--precision``, the
+# ``precision`` pass): one list for the DSL, the CLI and the pass.
+PRECISIONS = ("fp32", "fp16", "bf16", "mixed")
+
 ELEMENT_TYPES = ("f32", "f16", "bf16", "f64", "i64", "i32", "i8", "i1")
 
 NUMPY_DTYPES = {

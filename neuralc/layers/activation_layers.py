@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.activations import activation_defs, apply_activation
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import activation_defs, apply_activation
 from neuralc.layers.catalog import (
     ActivationName,
     Axes,
@@ -31,16 +32,14 @@ from neuralc.layers.catalog import (
     Optional_,
     Param,
     ParamError,
-    ShapeContext,
-    ShapeError,
     WeightSpec,
     register,
 )
 from neuralc.layers.common import normalize_axis, per_sample
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 
 def _with_alpha() -> list[str]:

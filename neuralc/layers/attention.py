@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.activations import softmax
 from neuralc.ir.dims import Dim, Expr
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import softmax
 from neuralc.layers.catalog import (
     RATE,
     Bool,
@@ -48,8 +49,6 @@ from neuralc.layers.catalog import (
     Optional_,
     Param,
     ParamError,
-    ShapeContext,
-    ShapeError,
     ValueRef,
     WeightSpec,
     register,
@@ -57,8 +56,8 @@ from neuralc.layers.catalog import (
 from neuralc.layers.common import ONES, ZEROS, kaiming_uniform_bound, static_dim
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 FLOAT_TYPES = ("f32", "f16", "bf16", "f64")
 

@@ -14,23 +14,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import apply_activation
-from neuralc.layers.catalog import (
-    Int,
-    LayerSpec,
-    Param,
-    ShapeContext,
-    ShapeError,
-    WeightSpec,
-    register,
-)
+from neuralc.layers.catalog import Int, LayerSpec, Param, WeightSpec, register
 from neuralc.layers.common import bias_bound, kaiming_uniform_bound, per_sample, require_rank
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 _LAYOUT = "(batch, height, width, channels) or (batch, steps, channels)"
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType
 
 # -- errors raised by catalog rules (converted to located diagnostics by their callers) -----
@@ -34,13 +35,6 @@ class ParamError(Exception):
     """A parameter value is invalid; the message names the parameter and the rule."""
 
 
-class ShapeError(Exception):
-    """A shape rule cannot accept its inputs. ``hint`` becomes a note (a suggestion)."""
-
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 # -- parameter types ---------------------------------------------------------------------
@@ -254,7 +248,7 @@ class ActivationName(ParamType):
     """A known activation name; ``None`` means linear."""
 
     def convert(self, value: Any, pname: str) -> str:
-        from neuralc.layers.activations import canonical_activation
+        from neuralc.ir.activations import canonical_activation
 
         if value is None:
             return "linear"
@@ -263,7 +257,7 @@ class ActivationName(ParamType):
             if name is not None:
                 return name
         from neuralc.diagnostics import did_you_mean
-        from neuralc.layers.activations import activation_names
+        from neuralc.ir.activations import activation_names
 
         hint = did_you_mean(str(value), activation_names()) if isinstance(value, str) else ""
         raise ParamError(f"unknown activation {_show(value)} for '{pname}'{hint}")
@@ -369,18 +363,6 @@ class WeightSpec:
 # -- shape rules -------------------------------------------------------------------------------
 
 
-class ShapeContext:
-    """What a shape rule may ask of shape inference: unification of dims, symbol ranges.
-
-    The pass provides the implementation; rules call :meth:`unify` wherever two dims must be
-    equal (merges, residuals) so that equal symbols are unified module-wide.
-    """
-
-    def unify(self, a: Dim, b: Dim, what: str) -> Dim:
-        raise NotImplementedError
-
-    def resolve(self, d: Dim) -> Dim:
-        return d
 
 
 ShapeRule = Callable[[dict, list[TensorType], ShapeContext], list[TensorType]]
@@ -485,6 +467,8 @@ FAMILIES: Sequence[str] = (
     "neuralc.layers.wrappers",
     "neuralc.layers.attention",
     "neuralc.layers.transformer",
+    # Last: the graph dialect makes one op per spec registered above.
+    "neuralc.layers.graph_dialect",
 )
 
 _loaded = False

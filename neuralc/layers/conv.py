@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.dims import Dim, floordiv, product
+from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType
-from neuralc.layers.activations import apply_activation
+from neuralc.ir.windows import effective_window, pad_spatial, sliding_windows, spatial_pads
 from neuralc.layers.catalog import (
     ActivationName,
     Bool,
@@ -21,7 +23,6 @@ from neuralc.layers.catalog import (
     IntTuple,
     LayerSpec,
     Param,
-    ShapeContext,
     WeightSpec,
     register,
 )
@@ -29,14 +30,10 @@ from neuralc.layers.common import (
     bias_bound,
     channels_divisible_by_groups,
     conv_window_dims,
-    effective_window,
     filters_divisible_by_groups,
     kaiming_uniform_bound,
     no_strided_dilation,
-    pad_spatial,
     require_spatial,
-    sliding_windows,
-    spatial_pads,
     static_dim,
 )
 

@@ -26,9 +26,18 @@ from typing import Any
 
 import numpy as np
 
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.dims import Dim, floordiv, product
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import apply_activation
+from neuralc.ir.windows import (
+    effective_window,
+    pad_spatial,
+    sliding_windows,
+    spatial_pads,
+    transpose_crop,
+    transpose_out_dim,
+)
 from neuralc.layers.catalog import (
     ActivationName,
     Bool,
@@ -39,8 +48,6 @@ from neuralc.layers.catalog import (
     Optional_,
     Param,
     ParamError,
-    ShapeContext,
-    ShapeError,
     WeightSpec,
     register,
 )
@@ -48,17 +55,11 @@ from neuralc.layers.common import (
     bias_bound,
     channels_divisible_by_groups,
     conv_window_dims,
-    effective_window,
     filters_divisible_by_groups,
     kaiming_uniform_bound,
     no_strided_dilation,
-    pad_spatial,
     require_spatial,
-    sliding_windows,
-    spatial_pads,
     static_dim,
-    transpose_crop,
-    transpose_out_dim,
 )
 
 _DATA = {1: "sequences (batch, steps, channels)", 2: "images (batch, height, width, channels)",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType
-from neuralc.layers.activations import apply_activation
 from neuralc.layers.catalog import (
     ActivationName,
     Bool,
     Int,
     LayerSpec,
     Param,
-    ShapeContext,
     WeightSpec,
     register,
 )

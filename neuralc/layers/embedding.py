@@ -10,21 +10,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType
-from neuralc.layers.catalog import (
-    Int,
-    LayerSpec,
-    Param,
-    ShapeContext,
-    ShapeError,
-    WeightSpec,
-    register,
-)
+from neuralc.layers.catalog import Int, LayerSpec, Param, WeightSpec, register
 from neuralc.layers.common import STD_NORMAL
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 INDEX_TYPES = ("i64", "i32", "i8")
 

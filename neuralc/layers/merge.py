@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import apply_activation
 from neuralc.layers.catalog import (
     ActivationName,
     Axis,
@@ -25,16 +26,14 @@ from neuralc.layers.catalog import (
     LayerSpec,
     Param,
     Reference,
-    ShapeContext,
-    ShapeError,
     ShapeRule,
     register,
 )
 from neuralc.layers.common import normalize_axis, per_sample
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 _BRANCH_HINT = "give every branch the same shape, or add a layer that makes it so"
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.layers.catalog import (
     Axes,
@@ -32,16 +33,14 @@ from neuralc.layers.catalog import (
     LayerSpec,
     Param,
     ParamError,
-    ShapeContext,
-    ShapeError,
     WeightSpec,
     register,
 )
 from neuralc.layers.common import ONES, ZEROS, normalize_axis, per_sample, static_dim
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 
 def _ranked(t: TensorType, layer: str) -> tuple[Dim, ...]:

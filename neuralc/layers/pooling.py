@@ -20,7 +20,16 @@ from typing import Any
 import numpy as np
 
 from neuralc.ir.dims import Dim, product
+from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType
+from neuralc.ir.windows import (
+    adaptive_bounds,
+    adaptive_window_total,
+    pad_spatial,
+    sliding_windows,
+    spatial_pads,
+    window_out_dim,
+)
 from neuralc.layers.catalog import (
     Bool,
     Choice,
@@ -29,21 +38,10 @@ from neuralc.layers.catalog import (
     Optional_,
     Param,
     Reference,
-    ShapeContext,
     ShapeRule,
     register,
 )
-from neuralc.layers.common import (
-    adaptive_bounds,
-    adaptive_window_total,
-    check_window_fits,
-    pad_spatial,
-    per_sample,
-    require_spatial,
-    sliding_windows,
-    spatial_pads,
-    window_out_dim,
-)
+from neuralc.layers.common import check_window_fits, per_sample, require_spatial
 
 # A layer's lowering rule: (TensorBuilder, attrs, operand values) -> result values.
 Lowering = Callable[[Any, dict, list], list]

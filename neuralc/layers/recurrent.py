@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.dialects.tensor_loops import build_scan
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import apply_activation
+from neuralc.ir.windows import pad_spatial, sliding_windows, spatial_pads
 from neuralc.layers.catalog import (
     RATE,
     ActivationName,
@@ -54,8 +56,6 @@ from neuralc.layers.catalog import (
     IntTuple,
     LayerSpec,
     Param,
-    ShapeContext,
-    ShapeError,
     WeightSpec,
     register,
 )
@@ -64,15 +64,12 @@ from neuralc.layers.common import (
     conv_window_dims,
     kaiming_uniform_bound,
     no_strided_dilation,
-    pad_spatial,
-    sliding_windows,
-    spatial_pads,
     static_dim,
 )
 
 if TYPE_CHECKING:
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 # Element-wise work per unit and step beyond the matmuls, counted one flop per op:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.layers.catalog import (
     RATE,
@@ -27,16 +28,14 @@ from neuralc.layers.catalog import (
     Param,
     ParamError,
     ParamType,
-    ShapeContext,
-    ShapeError,
     ShapeRule,
     register,
 )
 from neuralc.layers.common import SPATIAL_LAYOUT
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 
 @dataclass(frozen=True)

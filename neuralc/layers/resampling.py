@@ -20,18 +20,9 @@ from typing import Any
 import numpy as np
 
 from neuralc.ir.dims import Dim, product
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.catalog import (
-    Choice,
-    Int,
-    IntTuple,
-    LayerSpec,
-    Param,
-    ParamType,
-    ShapeContext,
-    ShapeError,
-    register,
-)
+from neuralc.layers.catalog import Choice, Int, IntTuple, LayerSpec, Param, ParamType, register
 from neuralc.layers.common import require_spatial
 
 _AXES = {1: "steps", 2: "height and width", 3: "depth, height and width"}

@@ -14,22 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neuralc.ir.dims import Dim, floordiv, product
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.catalog import (
-    Int,
-    LayerSpec,
-    Param,
-    ParamType,
-    Shape,
-    ShapeContext,
-    ShapeError,
-    register,
-)
+from neuralc.layers.catalog import Int, LayerSpec, Param, ParamType, Shape, register
 from neuralc.layers.common import per_sample
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 
 def _flatten_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[TensorType]:

@@ -29,9 +29,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.dims import Dim
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import apply_activation
 from neuralc.layers.attention import (
     layer_norm,
     linear,
@@ -52,8 +53,6 @@ from neuralc.layers.catalog import (
     Int,
     LayerSpec,
     Param,
-    ShapeContext,
-    ShapeError,
     ValueRef,
     WeightSpec,
     register,
@@ -62,8 +61,8 @@ from neuralc.layers.common import ONES, ZEROS, bias_bound, kaiming_uniform_bound
 from neuralc.layers.normalization import normalize
 
 if TYPE_CHECKING:  # the builder imports the catalog; only the annotations need it here
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 ENC = "TransformerEncoder"
 DEC = "TransformerDecoder"

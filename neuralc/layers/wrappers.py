@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from neuralc.ir.dims import Dim, product
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.layers.catalog import (
     Choice,
@@ -32,8 +33,6 @@ from neuralc.layers.catalog import (
     LayerSpec,
     Param,
     ParamError,
-    ShapeContext,
-    ShapeError,
     WeightSpec,
     inner_layer,
     lookup,
@@ -42,8 +41,8 @@ from neuralc.layers.catalog import (
 from neuralc.layers.recurrent import RECURRENT_KINDS, lower_recurrent
 
 if TYPE_CHECKING:
+    from neuralc.ir.builder import TensorBuilder
     from neuralc.ir.core import Value
-    from neuralc.passes.tensor_builder import TensorBuilder
 
 REVERSE = "_reverse"
 

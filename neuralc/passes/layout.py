@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from neuralc.ir.core import Module, Op, Rewriter, Value, func_body
 from neuralc.ir.opdef import lookup_op
+from neuralc.ir.shapes import Unifier
 from neuralc.ir.types import unranked
 from neuralc.passes.analysis import is_load_time
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.canonicalize import canonicalize
 from neuralc.passes.registry import register_pass
-from neuralc.passes.shape_infer import Unifier
 
 LAYOUTS = ("channels_last", "channels_first")
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from neuralc.ir.builder import TensorBuilder
 from neuralc.ir.core import Module, Rewriter, func_body
+from neuralc.ir.shapes import ShapeError, Unifier
 from neuralc.layers import catalog
-from neuralc.layers.catalog import ShapeError
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
-from neuralc.passes.shape_infer import Unifier
-from neuralc.passes.tensor_builder import TensorBuilder
 
 
 @register_pass

@@ -41,10 +41,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuralc.diagnostics import DiagnosticEngine
-from neuralc.frontend.sections import PRECISIONS
 from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Rewriter, Value, func_body
 from neuralc.ir.dialects.tensor import round_bf16
-from neuralc.ir.types import TensorType
+from neuralc.ir.types import PRECISIONS, TensorType
 from neuralc.passes.analysis import precision_policy
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass

@@ -19,9 +19,10 @@ import numpy as np
 
 from neuralc.diagnostics import suggest
 from neuralc.ir.core import Module, Op, func_body
+from neuralc.ir.shapes import ShapeError
 from neuralc.ir.types import shape_str
 from neuralc.layers import catalog
-from neuralc.layers.catalog import LayerSpec, ShapeError, WeightSpec
+from neuralc.layers.catalog import LayerSpec, WeightSpec
 from neuralc.runtime.signature import numpy_dtype, select_func
 
 

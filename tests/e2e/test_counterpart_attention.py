@@ -23,7 +23,8 @@ from safetensors.torch import save_file
 
 from neuralc.cli import main
 from neuralc.diagnostics import CompileError, render_all
-from neuralc.driver import CompiledModel, compile_file, compile_source
+from neuralc.driver import compile_file, compile_source
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import func_body
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import load_weights, weight_specs

@@ -21,8 +21,8 @@ from torch_oracle import act, run_torch
 
 from neuralc.diagnostics import CompileError
 from neuralc.driver import compile_file, compile_source
+from neuralc.ir.activations import apply_activation
 from neuralc.ir.core import func_body
-from neuralc.layers.activations import apply_activation
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights, load_weights, weight_specs
 

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from neuralc.ir.dims import Dim, evaluate, sym
+from neuralc.ir.shapes import Unifier
 from neuralc.ir.types import TensorType
 from neuralc.layers import catalog
 from neuralc.layers.catalog import LayerSpec, ParamError, WeightSpec
-from neuralc.passes.shape_infer import Unifier
 
 NUMPY_OF = {"f32": np.float32, "f64": np.float64, "i64": np.int64, "i32": np.int32}
 TYPE_OF = {np.dtype(v): k for k, v in NUMPY_OF.items()}

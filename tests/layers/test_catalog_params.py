@@ -206,7 +206,7 @@ def test_bound_attributes_pass_graph_verification(layer: str, args: tuple, kw: d
     """What make_attrs (the frontend's binding) produces is what graph ops accept as canonical."""
     from types import SimpleNamespace
 
-    from neuralc.ir.dialects.graph import LayerOpDef
+    from neuralc.layers.graph_dialect import LayerOpDef
 
     s = spec(layer)
     attrs = make_attrs(s, *args, **kw)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from layer_helpers import ATOL, RTOL, TORCH_ACT, make_attrs, run_layer, spec, torch_act, tt
 
-from neuralc.layers.activations import activation_defs, activation_names, canonical_activation
+from neuralc.ir.activations import activation_defs, activation_names, canonical_activation
 
 ALL = sorted(d.name for d in activation_defs())
 

@@ -32,7 +32,8 @@ from layer_helpers import (
 )
 
 from neuralc.ir.dims import evaluate
-from neuralc.layers.catalog import LayerSpec, ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import LayerSpec, ParamError
 
 SIZES = [(1, 5, 7), (3, 8, 4)]  # (batch, spatial 1, spatial 2): two of each
 
@@ -81,7 +82,7 @@ def torch_keras_relu(t: torch.Tensor, max_value: float | None, slope: float,
     ({"negative_slope": 0.1}, lambda t: F.leaky_relu(t, 0.1)),
     ({"threshold": 1.0}, lambda t: F.threshold(t, 1.0, 0.0)),
     ({"threshold": 0.5, "max_value": 3}, lambda t: torch.clamp(F.threshold(t, 0.5, 0.0), max=3)),
-], ids=str)
+], ids=lambda v: str(v) if isinstance(v, dict) else "")  # stable ids: parallel workers agree
 @pytest.mark.parametrize("batch,t,f", SIZES)
 def test_relu_against_torch_functions(kw: dict, fn: Callable[[torch.Tensor], torch.Tensor], batch: int, t: int, f: int,
                                       rng: np.random.Generator) -> None:

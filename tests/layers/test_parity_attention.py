@@ -32,9 +32,9 @@ from layer_helpers import (
 )
 
 from neuralc.ir.dims import evaluate, sym
+from neuralc.ir.shapes import ShapeError, Unifier
 from neuralc.ir.types import TensorType
-from neuralc.layers.catalog import Init, ParamError, ShapeError
-from neuralc.passes.shape_infer import Unifier
+from neuralc.layers.catalog import Init, ParamError
 
 BATCHES = [1, 3]
 LENGTHS = [5, 9]

@@ -15,7 +15,8 @@ from layer_helpers import ATOL, RTOL, SimpleContext, make_attrs, random_weights,
 from torch import nn
 
 from neuralc.ir.dims import evaluate
-from neuralc.layers.catalog import ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import ParamError
 
 
 class TorchSE(nn.Module):

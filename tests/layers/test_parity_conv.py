@@ -25,8 +25,8 @@ from layer_helpers import (
     tt,
 )
 
-from neuralc.layers.activations import activation_defs
-from neuralc.layers.catalog import ShapeError
+from neuralc.ir.activations import activation_defs
+from neuralc.ir.shapes import ShapeError
 
 CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 

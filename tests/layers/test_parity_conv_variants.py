@@ -39,7 +39,8 @@ from layer_helpers import (
 )
 
 from neuralc.ir.dims import evaluate, floordiv, sym
-from neuralc.layers.catalog import ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import ParamError
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -170,7 +171,7 @@ def test_transpose_matches_tensorflow_rule() -> None:
     """TensorFlow runs a 'same' transposed convolution when the forward 'same' convolution from
     the output length gives the input length back; its crop is then that convolution's leading
     pad, and so is ours. It refuses exactly the even kernels with output_padding=0."""
-    from neuralc.layers.common import transpose_crop, transpose_out_dim
+    from neuralc.ir.windows import transpose_crop, transpose_out_dim
 
     checked = 0
     for (k, s, d), op, size in itertools.product(

@@ -10,7 +10,7 @@ import pytest
 import torch
 from layer_helpers import ATOL, RTOL, make_attrs, run_layer, spec, torch_act, tt
 
-from neuralc.layers.activations import activation_defs
+from neuralc.ir.activations import activation_defs
 
 TORCH_MERGE = {
     "Add": lambda ts: torch.stack(ts).sum(0),

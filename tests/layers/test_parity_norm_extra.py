@@ -28,7 +28,8 @@ from layer_helpers import (
 )
 
 from neuralc.ir.dims import evaluate
-from neuralc.layers.catalog import LayerSpec, ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import LayerSpec, ParamError
 
 CENTER_SCALE = [(True, True), (False, True), (True, False), (False, False)]
 # (symbolic per-sample shape, two concrete size pairs for its symbols)

@@ -25,7 +25,7 @@ from layer_helpers import (
     tt,
 )
 
-from neuralc.layers.catalog import ShapeError
+from neuralc.ir.shapes import ShapeError
 
 MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}

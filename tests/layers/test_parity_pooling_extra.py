@@ -32,7 +32,8 @@ from layer_helpers import (
 )
 
 from neuralc.ir.dims import evaluate, sym
-from neuralc.layers.catalog import ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import ParamError
 
 ADAPTIVE = {
     ("Average", 1): F.adaptive_avg_pool1d, ("Average", 2): F.adaptive_avg_pool2d,

@@ -40,8 +40,9 @@ from layer_helpers import (
 )
 
 from neuralc.ir.dims import evaluate, sym
+from neuralc.ir.shapes import ShapeError
 from neuralc.ir.types import TensorType
-from neuralc.layers.catalog import Init, ParamError, ShapeError
+from neuralc.layers.catalog import Init, ParamError
 
 KINDS = ("SimpleRNN", "LSTM", "GRU")
 SIZES = [(1, 5), (3, 11)]  # (batch, time)

@@ -13,7 +13,8 @@ import torch
 from layer_helpers import SimpleContext, make_attrs, spec, to_cf, to_cl, tt, ttype
 
 from neuralc.ir.dims import evaluate
-from neuralc.layers.catalog import ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import ParamError
 
 IDENTITY = [
     ("SpatialDropout1D", {"rate": 0.3}, ("batch", "t", 4), torch.nn.Dropout1d(0.3)),

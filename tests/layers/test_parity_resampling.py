@@ -32,7 +32,8 @@ from layer_helpers import (
 )
 
 from neuralc.ir.dims import evaluate, floordiv, sym
-from neuralc.layers.catalog import ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import ParamError
 
 B, H, W = sym("batch"), sym("h"), sym("w")
 

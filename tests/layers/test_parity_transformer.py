@@ -20,7 +20,8 @@ import torch
 from layer_helpers import ATOL, RTOL, SimpleContext, make_attrs, run_layer, spec, tt, ttype
 
 from neuralc.ir.dims import evaluate, sym
-from neuralc.layers.catalog import Init, ParamError, ShapeError
+from neuralc.ir.shapes import ShapeError
+from neuralc.layers.catalog import Init, ParamError
 
 BATCHES = [1, 3]
 LENGTHS = [5, 9]

@@ -47,8 +47,9 @@ from neuralc.ir.core import func_body
 from neuralc.ir.dims import evaluate, sym
 from neuralc.ir.parser import parse_module
 from neuralc.ir.printer import print_module
+from neuralc.ir.shapes import ShapeError
 from neuralc.ir.verifier import verify
-from neuralc.layers.catalog import ParamError, ShapeError
+from neuralc.layers.catalog import ParamError
 from neuralc.layers.wrappers import validated_inner
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights, weight_specs

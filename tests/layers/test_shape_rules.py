@@ -13,8 +13,8 @@ import pytest
 from layer_helpers import SimpleContext, dims, make_attrs, spec, ttype
 
 from neuralc.ir.dims import evaluate, floordiv, parse_dim, sym
+from neuralc.ir.shapes import ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.catalog import ShapeError
 
 B, H, W = sym("batch"), sym("h"), sym("w")
 

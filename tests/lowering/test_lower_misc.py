@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from lowering_helpers import check_lowering, compile_any, lowered
 
+from neuralc.ir.activations import activation_defs
 from neuralc.ir.core import func_body
 from neuralc.layers import catalog
-from neuralc.layers.activations import activation_defs
 from neuralc.passes.fold_batchnorm import is_load_time
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.signature import InputError

@@ -24,15 +24,14 @@ from neuralc.ir.dims import sym
 from neuralc.ir.opdef import lookup_op
 from neuralc.ir.parser import parse_module
 from neuralc.ir.printer import print_module
+from neuralc.ir.shapes import ShapeError, Unifier
 from neuralc.ir.types import TensorType
 from neuralc.ir.verifier import verify
 from neuralc.layers import catalog
-from neuralc.layers.catalog import ShapeError
 from neuralc.passes.analysis import fusion_kind, precision_policy
 from neuralc.passes.base import PassContext
 from neuralc.passes.manager import PassManager
 from neuralc.passes.registry import parse_pipeline
-from neuralc.passes.shape_infer import Unifier
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights
 

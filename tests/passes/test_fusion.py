@@ -22,6 +22,7 @@ from neuralc.ir.dims import Dim, sym
 from neuralc.ir.opdef import lookup_op
 from neuralc.ir.parser import parse_module
 from neuralc.ir.printer import print_module
+from neuralc.ir.shapes import Unifier
 from neuralc.ir.types import TensorType
 from neuralc.ir.verifier import verify
 from neuralc.location import FileLoc, FusedLoc
@@ -29,7 +30,6 @@ from neuralc.passes import analysis
 from neuralc.passes.base import PassContext
 from neuralc.passes.fusion import FusePass
 from neuralc.passes.lower_to_tensor import LowerToTensorPass
-from neuralc.passes.shape_infer import Unifier
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import init_weights
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from neuralc.backends.base import Artifact, Backend, BackendOptions
 from neuralc.backends.registry import register_backend
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Op
 
 WEIGHTS_SUFFIX = ".safetensors"

@@ -24,7 +24,7 @@ from neuralc.backends.keras.registry import (
 from neuralc.backends.keras.snippets import SNIPPETS, with_dependencies
 from neuralc.backends.keras.training import TrainingError, training_source
 from neuralc.diagnostics import Diagnostic
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Op, Value, func_body
 from neuralc.ir.types import TensorType
 from neuralc.layers import catalog

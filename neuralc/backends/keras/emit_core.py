@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from neuralc.backends.keras.pycode import Code, call, literal
 from neuralc.backends.keras.registry import Gen, KerasLayer, LayerOp, Unsupported, emitter
-from neuralc.layers.activations import canonical_activation
-from neuralc.layers.common import same_pads
+from neuralc.ir.activations import canonical_activation
+from neuralc.ir.windows import same_pads
 
 # neuralc activation -> the name keras.activations.get() knows with the same definition.
 KERAS_ACTIVATIONS = {

@@ -21,7 +21,7 @@ from neuralc.backends.base import (
     Executable,
 )
 from neuralc.backends.registry import register_backend
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Op
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from neuralc.backends.onnx.builder import Builder, Unsupported, Val
-from neuralc.layers.activations import SELU_ALPHA, SELU_SCALE, canonical_activation
+from neuralc.ir.activations import SELU_ALPHA, SELU_SCALE, canonical_activation
 
 
 def activation(b: Builder, name: str, x: str, alpha: float | None = None,

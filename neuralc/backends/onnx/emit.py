@@ -21,7 +21,7 @@ from neuralc.backends.base import Artifact, BackendError, BackendOptions
 from neuralc.backends.onnx.builder import Builder, Layer, Unsupported, Val, dims_of, identity
 from neuralc.backends.onnx.emitters import CANNOT_EXPRESS, emitter_for
 from neuralc.diagnostics import Diagnostic
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Op, Value, func_body
 from neuralc.ir.types import TensorType
 from neuralc.layers import catalog

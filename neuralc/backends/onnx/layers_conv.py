@@ -22,12 +22,7 @@ from neuralc.backends.onnx.activations import activation
 from neuralc.backends.onnx.builder import NEG_INF, Builder, Layer, Val, channels_first
 from neuralc.backends.onnx.emitters import emits
 from neuralc.ir.dims import Dim
-from neuralc.layers.common import (
-    effective_window,
-    same_pads,
-    transpose_crop,
-    transpose_out_dim,
-)
+from neuralc.ir.windows import effective_window, same_pads, transpose_crop, transpose_out_dim
 from neuralc.layers.resampling import side_pairs
 
 INT64_MAX = 2 ** 63 - 1

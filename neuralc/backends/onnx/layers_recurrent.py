@@ -28,8 +28,8 @@ from neuralc.backends.onnx.builder import Builder, Layer, Val, channels_first, d
 from neuralc.backends.onnx.emitters import emits, emitter_for
 from neuralc.backends.onnx.layers_conv import same_input
 from neuralc.ir.types import TensorType
+from neuralc.ir.windows import same_pads
 from neuralc.layers.catalog import inner_layer
-from neuralc.layers.common import same_pads
 from neuralc.layers.recurrent import GATES
 from neuralc.layers.wrappers import REVERSE
 

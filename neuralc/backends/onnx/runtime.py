@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from neuralc.backends.base import Artifact, Executable
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Op, func_body
 from neuralc.ir.dims import evaluate
 from neuralc.ir.types import TensorType, shape_str

@@ -36,7 +36,7 @@ from neuralc.backends.pytorch.core import (
 from neuralc.backends.pytorch.hpo import HPOPlan, PlanError, plan_hpo, source_text
 from neuralc.backends.pytorch.training import TrainingWriter, input_specs
 from neuralc.diagnostics import SOURCES, Diagnostic
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Block, Op, Value, func_body
 from neuralc.ir.dims import Dim
 from neuralc.ir.types import TensorType

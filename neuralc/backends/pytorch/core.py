@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from neuralc.ir.dims import Dim, FloorDiv
 from neuralc.ir.types import TensorType
+from neuralc.ir.windows import same_pads
 from neuralc.layers.catalog import LayerSpec, inner_layer
-from neuralc.layers.common import same_pads
 from neuralc.location import Location
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from neuralc.backends.pytorch.core import (
     tup,
 )
 from neuralc.backends.pytorch.emit_basic import conv_keywords, conv_padding
-from neuralc.layers.common import effective_window, transpose_crop, transpose_out_dim
+from neuralc.ir.windows import effective_window, transpose_crop, transpose_out_dim
 
 # -- transposed, depthwise and separable convolutions ---------------------------------------------
 

@@ -19,7 +19,7 @@ from neuralc.backends.pytorch.core import (
     lit,
     tup,
 )
-from neuralc.layers.common import effective_window
+from neuralc.ir.windows import effective_window
 
 # -- dense and convolution -----------------------------------------------------------------------
 

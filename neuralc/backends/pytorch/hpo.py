@@ -16,17 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from neuralc.diagnostics import SOURCES, Diagnostic
-from neuralc.driver import CompiledModel
 from neuralc.frontend import ast
 from neuralc.frontend.hparams import HParams, HPOUse
+from neuralc.frontend.model import CompiledModel
 from neuralc.frontend.values import EvalError, evaluate
 from neuralc.ir.core import Op, Value, func_body
 from neuralc.ir.dims import Expr, sym, symbols
+from neuralc.ir.shapes import Unifier
 from neuralc.ir.types import TensorType
 from neuralc.layers import catalog
 from neuralc.layers.catalog import Int, Optional_, ParamType
 from neuralc.location import CallSiteLoc, FileLoc, FusedLoc, Location, primary
-from neuralc.passes.shape_infer import Unifier
 
 SYMBOL_PREFIX = "hp__"
 SAMPLERS = {"bayesian": "tpe", "tpe": "tpe", "random": "random", "grid": "grid"}

@@ -22,7 +22,7 @@ from neuralc.backends.pytorch.core import (
     wrap_line,
 )
 from neuralc.backends.pytorch.hpo import HPOPlan
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.frontend.sections import TrainingConfig
 from neuralc.frontend.values import CallValue
 from neuralc.ir.core import Op, OpResult, func_body, func_return

@@ -14,8 +14,8 @@ import numpy as np
 
 from neuralc.ir.core import Op
 from neuralc.ir.opdef import OpDef, register_op
+from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType
-from neuralc.layers.catalog import ShapeContext
 
 
 class FusedOp(OpDef):

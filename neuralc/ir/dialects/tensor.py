@@ -19,18 +19,13 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from neuralc.ir.activations import activation_names, apply_activation
 from neuralc.ir.core import Op
 from neuralc.ir.dims import Dim, evaluate
 from neuralc.ir.opdef import FusionKind, OpDef, PrecisionPolicy, register_op
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.activations import activation_names, apply_activation
-from neuralc.layers.catalog import ShapeContext, ShapeError
-from neuralc.layers.common import (
-    pad_spatial,
-    sliding_windows,
-    spatial_pads,
-    window_out_dim,
-)
+from neuralc.ir.windows import pad_spatial, sliding_windows, spatial_pads, window_out_dim
 
 
 class EvalContext(Protocol):

@@ -29,8 +29,8 @@ from neuralc.ir.dialects.tensor import (
     concrete,
 )
 from neuralc.ir.opdef import FusionKind, register_op
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType
-from neuralc.layers.catalog import ShapeContext, ShapeError
 
 
 class IotaOp(TensorOpDef):

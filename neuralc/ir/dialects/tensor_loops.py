@@ -51,11 +51,11 @@ from neuralc.ir.dialects.tensor import (
 from neuralc.ir.dims import Dim
 from neuralc.ir.opdef import register_op
 from neuralc.ir.regions import infer_block, run_block
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str, unranked
-from neuralc.layers.catalog import ShapeContext, ShapeError
 
 if TYPE_CHECKING:
-    from neuralc.passes.tensor_builder import TensorBuilder
+    from neuralc.ir.builder import TensorBuilder
 
 
 def _is_int(v: Any) -> bool:
@@ -314,7 +314,7 @@ def build_scan(b: TensorBuilder, seqs: list[Value], init: list[Value], reads: li
     once, with the graph op's location) from the block arguments it is given. ``names`` are
     hints for the block arguments, so the printed body reads ``%h``, ``%c``.
     """
-    from neuralc.passes.tensor_builder import TensorBuilder  # passes build on the dialects
+    from neuralc.ir.builder import TensorBuilder  # passes build on the dialects
 
     block = Block()
     hints = names or ([], [], [])

@@ -27,9 +27,9 @@ from neuralc.ir.core import Op
 from neuralc.ir.dialects.tensor import EvalContext, TensorOpDef, _ranked
 from neuralc.ir.dims import Dim
 from neuralc.ir.opdef import register_op
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
-from neuralc.layers.catalog import ShapeContext, ShapeError
-from neuralc.layers.common import (
+from neuralc.ir.windows import (
     adaptive_bounds,
     effective_window,
     pad_spatial,

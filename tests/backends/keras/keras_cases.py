@@ -26,7 +26,8 @@ import numpy as np
 
 from neuralc.backends.base import BackendOptions
 from neuralc.backends.keras import KerasBackend
-from neuralc.driver import CompiledModel, compile_file, compile_source
+from neuralc.driver import compile_file, compile_source
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import func_body
 from neuralc.ir.dims import evaluate, symbols
 from neuralc.layers import catalog

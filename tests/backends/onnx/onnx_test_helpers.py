@@ -15,7 +15,8 @@ import numpy as np
 
 from neuralc.backends.base import Artifact, BackendOptions
 from neuralc.backends.registry import get_backend
-from neuralc.driver import CompiledModel, compile_source
+from neuralc.driver import compile_source
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import func_body
 from neuralc.ir.dims import evaluate
 from neuralc.runtime import samples

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from neuralc.backends.base import BackendOptions
 from neuralc.backends.registry import get_backend
-from neuralc.driver import CompiledModel
+from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import func_return
 from neuralc.ir.dims import evaluate
 from neuralc.runtime import samples

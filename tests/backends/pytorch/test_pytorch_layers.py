@@ -18,9 +18,9 @@ from neuralc.backends.base import BackendError
 from neuralc.backends.pytorch.core import ACTIVATION_CODE, EMITTERS, UNSUPPORTED, EmitError
 from neuralc.backends.pytorch.emit_advanced import transpose_plan
 from neuralc.driver import compile_source
+from neuralc.ir.activations import activation_defs
+from neuralc.ir.windows import effective_window, transpose_crop, transpose_out_dim
 from neuralc.layers import catalog
-from neuralc.layers.activations import activation_defs
-from neuralc.layers.common import effective_window, transpose_crop, transpose_out_dim
 
 
 def network(inputs: str, layers: str, extra: str = "") -> str:

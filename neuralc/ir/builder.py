@@ -9,17 +9,23 @@ the layer's weights into ``tensor.constant`` ops named ``<layer>.<param>``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from neuralc.ir.core import Op, Value
 from neuralc.ir.opdef import lookup_op
+from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType, unranked
-from neuralc.layers.catalog import WeightSpec
-from neuralc.passes.shape_infer import Unifier
+
+
+class WeightType(Protocol):
+    """What the builder needs of a weight's declaration: its shape and element type."""
+
+    shape: tuple[int, ...]
+    dtype: str
 
 
 class TensorBuilder:
-    def __init__(self, anchor: Op, weights: dict[str, WeightSpec], unifier: Unifier):
+    def __init__(self, anchor: Op, weights: dict[str, WeightType], unifier: ShapeContext):
         self.anchor = anchor
         self.layer = str(anchor.attributes.get("name", ""))
         self.weight_specs = weights

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from neuralc.ir.core import Op
 from neuralc.ir.opdef import OpDef, register_op
+from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType
 from neuralc.layers import catalog
-from neuralc.layers.catalog import LayerSpec, ParamError, ShapeContext
+from neuralc.layers.catalog import LayerSpec, ParamError
 
 # Attributes every graph op may carry besides its layer parameters.
 COMMON_ATTRS = ("name", "device", "precision")
