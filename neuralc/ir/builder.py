@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from neuralc.ir.core import Op, Value
-from neuralc.ir.opdef import lookup_op
+from neuralc.ir.opdef import DefinedOp
 from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType, unranked
 
@@ -47,9 +47,8 @@ class TensorBuilder:
         assert self.anchor.parent is not None
         self.anchor.parent.insert_before(self.anchor, op)
         self.created.append(op)
-        opdef = lookup_op(name)
-        assert opdef is not None, f"unknown tensor op {name}"
-        inferred = opdef.infer_types(op, self.unifier)
+        assert isinstance(op, DefinedOp), f"unknown tensor op {name}"
+        inferred = op.infer_types(self.unifier)
         for r, t in zip(op.results, inferred):
             r.type = t
         return list(op.results)

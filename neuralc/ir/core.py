@@ -1,16 +1,18 @@
 """The generic IR core: values, ops, blocks, regions, modules, and the rewriter.
 
-Every IR level (graph, tensor, kernel) uses these objects; what an op *means* is declared once
-by its :class:`~neuralc.ir.opdef.OpDef` in a dialect, looked up by name. Use lists are kept by
-the objects themselves, and rewrites go through :class:`Rewriter`, so passes never leave a
-dangling use behind.
+Every IR level (graph, tensor, kernel, loop) uses these objects; what an op *means* is declared
+once by its class in a dialect (:mod:`neuralc.ir.opdef`), and ``Op(name, ...)`` makes an
+instance of the class registered for ``name``. Use lists are kept by the objects themselves,
+and passes change IR only through :class:`Rewriter`, so a pass never leaves a dangling use
+behind and a pattern driver can follow every change through the rewriter's listener.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from neuralc.ir.types import TensorType
 from neuralc.location import UNKNOWN, Location
@@ -74,8 +76,34 @@ Attribute = (
 )
 
 
+_OP_CLASSES: dict[str, type[Op]] = {}
+
+
+def register_op_class(name: str, cls: type[Op]) -> None:
+    if name in _OP_CLASSES:
+        raise ValueError(f"op {name!r} defined twice")
+    _OP_CLASSES[name] = cls
+
+
+def op_class(name: str) -> type[Op] | None:
+    return _OP_CLASSES.get(name)
+
+
 class Op:
-    """One operation: a name, SSA operands and results, attributes, regions and a location."""
+    """One operation: a name, SSA operands and results, attributes, regions and a location.
+
+    ``Op(name, ...)`` returns an instance of the class registered for ``name`` (loading the
+    ir dialects on first use), so every op made from its name is typed.
+    """
+
+    def __new__(cls, name: str = "", *args: Any, **kwargs: Any) -> Op:
+        if cls is Op:
+            from neuralc.ir.opdef import lookup_op
+
+            klass = lookup_op(name)
+            if klass is not None:
+                return object.__new__(klass)
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -151,6 +179,20 @@ class Op:
             return None
         return self.parent.parent.parent
 
+    def clone(self, mapping: dict[int, Value] | None = None) -> Op:
+        """A deep copy of this op (regions included), detached. ``mapping`` maps ids of values
+        defined outside to their replacements (values not in it are kept); it is filled with
+        this op's results and every value defined inside, so a caller cloning a sequence of
+        ops passes one mapping through."""
+        mapping = {} if mapping is None else mapping
+        operands = [mapping.get(id(v), v) for v in self.operands]
+        regions = [r.clone(mapping) for r in self.regions]
+        new = Op(self.name, operands, [r.type for r in self.results],
+                 copy.deepcopy(self.attributes), regions, self.location)
+        for old, r in zip(self.results, new.results):
+            mapping[id(old)] = r
+        return new
+
     def __repr__(self) -> str:
         return f"<Op {self.name} at {self.location}>"
 
@@ -187,6 +229,16 @@ class Block:
     def terminator(self) -> Op | None:
         return self.ops[-1] if self.ops else None
 
+    def clone(self, mapping: dict[int, Value]) -> Block:
+        new = Block()
+        for a in self.args:
+            na = new.add_arg(a.type, a.name_hint)
+            na.location = a.location
+            mapping[id(a)] = na
+        for op in self.ops:
+            new.append(op.clone(mapping))
+        return new
+
 
 class Region:
     def __init__(self, blocks: list[Block] | None = None):
@@ -203,6 +255,9 @@ class Region:
     @property
     def block(self) -> Block:
         return self.blocks[0]
+
+    def clone(self, mapping: dict[int, Value]) -> Region:
+        return Region([b.clone(mapping) for b in self.blocks])
 
 
 @dataclass
@@ -236,6 +291,11 @@ class Module:
         for op in list(self.body.ops):
             yield from op.walk()
 
+    def clone(self) -> Module:
+        """A deep copy: new ops, values and blocks; attributes copied, locations shared."""
+        mapping: dict[int, Value] = {}
+        return Module(self.name, self.body.clone(mapping), copy.deepcopy(self.attributes))
+
 
 def func_op(
     name: str, arg_types: list[TensorType], arg_names: list[str], location: Location = UNKNOWN
@@ -261,14 +321,72 @@ def func_return(func: Op) -> Op:
     return term
 
 
+class Listener(Protocol):
+    """What a rewrite driver learns of each change the rewriter makes (MLIR's listener)."""
+
+    def op_inserted(self, op: Op) -> None: ...
+
+    def op_erased(self, op: Op) -> None: ...
+
+    def op_modified(self, op: Op) -> None: ...
+
+    def value_replaced(self, old: Value, new: Value) -> None: ...
+
+
 class Rewriter:
-    """The one way passes change IR, so that use lists stay right."""
+    """The one way passes change IR: insertion, moves, replacement, erasure and in-place
+    modification, each reported to ``listener`` (a pattern driver's worklist) when set."""
+
+    def __init__(self, listener: Listener | None = None):
+        self.listener = listener
+
+    # -- insertion and moves ---------------------------------------------------------------
+    def insert_before(self, anchor: Op, op: Op) -> Op:
+        assert anchor.parent is not None, "insert_before a detached op"
+        anchor.parent.insert_before(anchor, op)
+        self._inserted(op)
+        return op
+
+    def insert_after(self, anchor: Op, op: Op) -> Op:
+        assert anchor.parent is not None, "insert_after a detached op"
+        anchor.parent.insert_after(anchor, op)
+        self._inserted(op)
+        return op
+
+    def append(self, block: Block, op: Op) -> Op:
+        """Add ``op`` at the end of ``block`` (before nothing: callers keep terminators last)."""
+        block.append(op)
+        self._inserted(op)
+        return op
+
+    def move_before(self, op: Op, anchor: Op) -> None:
+        """Move ``op`` (already in a block) to just before ``anchor``."""
+        self._detach(op)
+        assert anchor.parent is not None
+        anchor.parent.insert_before(anchor, op)
+        self._modified(op)
+
+    def move_to_end(self, op: Op, block: Block) -> None:
+        """Move ``op`` to the end of ``block`` (into a new region: fusion builds bodies so)."""
+        self._detach(op)
+        block.append(op)
+        self._modified(op)
+
+    # -- replacement and erasure -------------------------------------------------------------
+    def replace_all_uses(self, old: Value, new: Value) -> None:
+        users = old.users()
+        old.replace_all_uses_with(new)
+        if self.listener is not None:
+            self.listener.value_replaced(old, new)
+            for u in users:
+                self.listener.op_modified(u)
 
     def replace_op(self, op: Op, new_values: list[Value]) -> None:
         if len(new_values) != len(op.results):
             raise ValueError("replace_op: result count mismatch")
         for old, new in zip(op.results, new_values):
-            old.replace_all_uses_with(new)
+            if old is not new:
+                self.replace_all_uses(old, new)
         self.erase_op(op)
 
     def erase_op(self, op: Op) -> None:
@@ -277,14 +395,63 @@ class Rewriter:
                 raise ValueError(f"erasing {op.name} whose result is still used")
         for nested in list(op.walk())[1:]:
             nested.drop_operands()
+            if self.listener is not None:
+                self.listener.op_erased(nested)
+        operands = list(op.operands)
         op.drop_operands()
+        self._detach(op)
+        if self.listener is not None:
+            self.listener.op_erased(op)
+            for v in operands:
+                owner = getattr(v, "op", None)
+                if owner is not None:
+                    self.listener.op_modified(owner)  # it may have become dead
+
+    # -- in-place modification ---------------------------------------------------------------
+    def set_operand(self, op: Op, index: int, value: Value) -> None:
+        old = op.operands[index]
+        op.set_operand(index, value)
+        self._modified(op)
+        owner = getattr(old, "op", None)
+        if owner is not None and self.listener is not None:
+            self.listener.op_modified(owner)
+
+    def set_operands(self, op: Op, values: list[Value]) -> None:
+        olds = list(op.operands)
+        op.set_operands(values)
+        self._modified(op)
+        if self.listener is not None:
+            for v in olds:
+                owner = getattr(v, "op", None)
+                if owner is not None:
+                    self.listener.op_modified(owner)
+
+    def set_attr(self, op: Op, key: str, value: Attribute) -> None:
+        op.attributes[key] = value
+        self._modified(op)
+
+    def remove_attr(self, op: Op, key: str) -> None:
+        if key in op.attributes:
+            del op.attributes[key]
+            self._modified(op)
+
+    def set_type(self, value: Value, type: TensorType) -> None:
+        value.type = type
+        owner = getattr(value, "op", None)
+        if owner is not None:
+            self._modified(owner)
+
+    # -- notifications -------------------------------------------------------------------------
+    def _detach(self, op: Op) -> None:
         if op.parent is not None:
             op.parent.ops.remove(op)
             op.parent = None
 
-    def insert_before(self, anchor: Op, op: Op) -> Op:
-        assert anchor.parent is not None
-        return anchor.parent.insert_before(anchor, op)
+    def _inserted(self, op: Op) -> None:
+        if self.listener is not None:
+            for inner in op.walk():
+                self.listener.op_inserted(inner)
 
-    def set_type(self, value: Value, type: TensorType) -> None:
-        value.type = type
+    def _modified(self, op: Op) -> None:
+        if self.listener is not None:
+            self.listener.op_modified(op)

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Region, Value
-from neuralc.ir.opdef import lookup_op
+from neuralc.ir.opdef import DefinedOp
 from neuralc.ir.types import TensorType
 from neuralc.location import Location, UnknownLoc
 
@@ -160,11 +160,9 @@ class _Namer:
 
 
 def _is_isolated(op: Op) -> bool:
-    """Ops whose regions cannot see values from outside: they start a fresh name scope."""
-    if op.name == "func.func":
-        return True
-    opdef = lookup_op(op.name)
-    return bool(getattr(opdef, "isolated_from_above", False))
+    """Ops whose regions number their values afresh (functions); other regions, isolated or
+    not, continue their function's numbering so a kernel body reads as part of it."""
+    return isinstance(op, DefinedOp) and op.fresh_name_scope
 
 
 # -- printing ----------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A region body is a straight list of ops ending in a terminator (an op with no results whose
 operands are what the region yields). Both the shape inference and the reference semantics of
-region ops walk that list the same way; this module is that walk, once.
+region ops walk that list the same way; this module is that walk, once, and the one rule by
+which the verifier compares a region's types with the values that feed it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 import numpy as np
 
 from neuralc.ir.core import Block, Op
-from neuralc.ir.opdef import evaluate_op, lookup_op
+from neuralc.ir.opdef import DefinedOp, evaluate_op
 from neuralc.ir.shapes import ShapeContext, ShapeError
+from neuralc.ir.types import TensorType
 
 
 def infer_block(body: Block, ctx: ShapeContext, terminator: str, owner: str) -> Op:
@@ -21,13 +23,12 @@ def infer_block(body: Block, ctx: ShapeContext, terminator: str, owner: str) -> 
     for inner in body.ops:
         if inner.name == terminator:
             return inner
-        opdef = lookup_op(inner.name)
-        if opdef is None:
+        if not isinstance(inner, DefinedOp):
             raise ShapeError(f"unknown op '{inner.name}' in {owner}")
         for v in inner.operands:
             if v.type.shape is not None:
                 v.type = v.type.with_shape(tuple(ctx.resolve(d) for d in v.type.shape))
-        for r, t in zip(inner.results, opdef.infer_types(inner, ctx)):
+        for r, t in zip(inner.results, inner.infer_types(ctx)):
             r.type = t
     raise ShapeError(f"{owner} body without {terminator}")
 
@@ -40,8 +41,16 @@ def run_block(body: Block, args: list[np.ndarray], ctx: Any, terminator: str) ->
         ins = [env[id(v)] for v in inner.operands]
         if inner.name == terminator:
             return ins
-        opdef = lookup_op(inner.name)
-        assert opdef is not None, inner.name
-        for r, y in zip(inner.results, evaluate_op(opdef, inner, ins, ctx)):
+        assert isinstance(inner, DefinedOp), inner.name
+        for r, y in zip(inner.results, evaluate_op(inner, ins, ctx)):
             env[id(r)] = np.asarray(y)
     raise AssertionError(f"a region body without {terminator}")
+
+
+def type_problems(got: TensorType, want: TensorType, what: str) -> list[str]:
+    """A region value must have exactly the type of the value it stands for; before shape
+    inference (an unranked side) only the element type is compared."""
+    if got.dtype != want.dtype or (got.shape is not None and want.shape is not None
+                                   and got != want):
+        return [f"{what} is {got}, expected {want}"]
+    return []

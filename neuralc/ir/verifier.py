@@ -1,17 +1,23 @@
 """The IR verifier: structural invariants every pass must keep, checked after each pass in tests.
 
-It checks what no single op definition can see: that every op is known and has the operand,
-result and region counts its :class:`~neuralc.ir.opdef.OpDef` declares, that operands are
-tensors defined before their use in a visible scope, that use lists and parent links agree
-with the operands and the nesting, and that the module holds functions ending in
-``func.return``. Op-specific rules come from ``OpDef.verify``. Each problem reads
+For each op it checks, in order: that the op is defined; its declared fields (operand, result
+and region counts, element types, unknown, missing or mistyped attributes:
+``DefinedOp.verify_structure``); its own rules (``verify_extra``); and its types: the result
+types it declares must be those its shape rule infers from its operand types (for ops whose
+rule runs on textual IR: every op without regions; region ops compare their block arguments
+and yields with the values that feed them). Across ops it checks what no definition can see:
+operands defined before their use in a visible scope (regions of ops isolated from above see
+only their own values), use lists and parent links that agree with the operands and the
+nesting, and functions ending in ``func.return``. Each problem reads
 ``<loc>: <op name>: <problem>`` so it points at the ``.nr`` text the op came from.
 """
 
 from __future__ import annotations
 
 from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Value
-from neuralc.ir.opdef import lookup_op
+from neuralc.ir.dims import Dim
+from neuralc.ir.opdef import DefinedOp
+from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType
 
 
@@ -36,9 +42,35 @@ def verify_or_raise(m: Module) -> None:
 
 def _isolated(op: Op) -> bool:
     """Regions of such ops see no value from outside (functions; ops that declare it)."""
-    if op.name == "func.func":
-        return True
-    return bool(getattr(lookup_op(op.name), "isolated_from_above", False))
+    return isinstance(op, DefinedOp) and op.isolated_from_above
+
+
+class _CheckingContext(ShapeContext):
+    """A shape context that binds nothing: dims a rule unifies must already be equal."""
+
+    def unify(self, a: Dim, b: Dim, what: str) -> Dim:
+        if a != b:
+            raise ShapeError(f"{what}: {a} and {b} are not equal")
+        return a
+
+
+def type_problems(op: DefinedOp) -> list[str]:
+    """Declared result types against those the op's shape rule infers from its operands."""
+    if op.regions or not op.has_shape_rule():
+        return []
+    types = [v.type for v in op.operands] + [r.type for r in op.results]
+    if any(not isinstance(t, TensorType) or t.shape is None for t in types):
+        return []  # before shape inference: nothing to compare yet
+    try:
+        inferred = op.infer_types(_CheckingContext())
+    except ShapeError as e:
+        return [f"its operand types do not fit it: {e.message}"]
+    except Exception as e:  # noqa: BLE001  (a broken rule must not crash the verifier)
+        return [f"its shape rule raised {type(e).__name__}: {e}"]
+    if len(inferred) != len(op.results):
+        return [f"its shape rule gives {len(inferred)} types for {len(op.results)} results"]
+    return [f"result #{i} is declared {r.type} but its operands give {t}"
+            for i, (r, t) in enumerate(zip(op.results, inferred)) if r.type != t]
 
 
 class _Verifier:
@@ -119,20 +151,8 @@ class _Verifier:
             local.update(id(r) for r in op.results)
 
     def op(self, op: Op, visible: set[int]) -> None:
-        opdef = lookup_op(op.name)
-        if opdef is None:
+        if not isinstance(op, DefinedOp):
             self.report(op, f"unknown op '{op.name}'")
-        counts_ok = True
-        if opdef is not None:
-            checks = (
-                ("operand", len(op.operands), opdef.num_operands),
-                ("result", len(op.results), opdef.num_results),
-                ("region", len(op.regions), opdef.num_regions),
-            )
-            for what, got, want in checks:
-                if want is not None and got != want:
-                    self.report(op, f"expects {want} {what}(s), got {got}")
-                    counts_ok = False
         for i, v in enumerate(op.operands):
             self.operand(op, i, v, visible)
         for i, r in enumerate(op.results):
@@ -141,15 +161,8 @@ class _Verifier:
             if not isinstance(r.type, TensorType):
                 self.report(op, f"result #{i} is not a tensor: {r.type!r}")
             self.check_uses(op, r, f"result #{i}")
-        if op.name == "func.return":
-            parent = op.parent_op()
-            if parent is None or parent.name != "func.func":
-                self.report(op, "must be inside a func.func")
-        if opdef is not None and counts_ok:
-            try:
-                problems = opdef.verify(op)
-            except Exception as e:  # noqa: BLE001  (a broken op must not crash the verifier)
-                problems = [f"its verifier raised {type(e).__name__}: {e}"]
+        if isinstance(op, DefinedOp):
+            problems = self.definition(op)
             for p in problems:
                 self.report(op, p)
         inner_visible = set() if _isolated(op) else visible
@@ -161,6 +174,18 @@ class _Verifier:
                     self.report(op, "a block's parent link does not point at its region")
                 self.block(b, inner_visible, op)
 
+    def definition(self, op: DefinedOp) -> list[str]:
+        """What the op's declarations, its own rules and its shape rule say is wrong."""
+        try:
+            problems = op.verify_structure()
+            if not problems:
+                problems = op.verify_extra()
+            if not problems:
+                problems = type_problems(op)
+        except Exception as e:  # noqa: BLE001  (a broken op must not crash the verifier)
+            problems = [f"its verifier raised {type(e).__name__}: {e}"]
+        return problems
+
     def operand(self, op: Op, i: int, v: Value, visible: set[int]) -> None:
         what = f"operand #{i}"
         if not isinstance(v.type, TensorType):
@@ -170,10 +195,35 @@ class _Verifier:
         if id(v) in visible:
             return
         if id(v) in self.all_values:
+            holder = self.isolating_ancestor(op)
+            if holder is not None and id(v) not in self.defined_inside(holder):
+                self.report(op, f"{what} ({_describe(v)}) reads a value from outside the "
+                                f"isolated region of {holder.name}; pass it in as an operand")
+                return
             self.report(op, f"{what} ({_describe(v)}) is used before its definition or "
                             "outside its scope")
         else:
             self.report(op, f"{what} ({_describe(v)}) is not defined in this module")
+
+    def isolating_ancestor(self, op: Op) -> Op | None:
+        """The innermost op around ``op`` whose regions are isolated from above (not a
+        function: a value from outside a function is a plain scoping error)."""
+        parent = op.parent_op()
+        while parent is not None:
+            if _isolated(parent):
+                return None if parent.name == "func.func" else parent
+            parent = parent.parent_op()
+        return None
+
+    def defined_inside(self, op: Op) -> set[int]:
+        out: set[int] = set()
+        for inner in op.walk():
+            if inner is not op:
+                out.update(id(r) for r in inner.results)
+            for region in inner.regions:
+                for b in region.blocks:
+                    out.update(id(a) for a in b.args)
+        return out
 
     def check_uses(self, owner: Op, v: Value, what: str) -> None:
         """Every recorded use must be a live operand slot holding ``v``."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from neuralc.ir.core import Module, Op, OpResult, Value, func_body
 from neuralc.ir.dims import Dim, Expr, FloorDiv, evaluate, product, subs, sym, symbols
-from neuralc.ir.opdef import FusionKind, PrecisionPolicy, lookup_op
+from neuralc.ir.opdef import DefinedOp, FusionKind, PrecisionPolicy
 from neuralc.ir.types import TensorType
 
 ITEMSIZE: dict[str, int] = {
@@ -46,15 +46,8 @@ class UnrankedError(ValueError):
 
 
 def fusion_kind(op: Op) -> FusionKind:
-    """The op's fusion kind: its definition's ``fusion(op)`` if it has one, else the ClassVar.
-
-    Ops without a definition (and ops of other dialects' unknown kinds) are opaque.
-    """
-    opdef = lookup_op(op.name)
-    if opdef is None:
-        return "opaque"
-    fn = getattr(opdef, "fusion", None)
-    return fn(op) if callable(fn) else opdef.fusion_kind
+    """The op's fusion kind; an op without a definition is opaque."""
+    return op.fusion_kind() if isinstance(op, DefinedOp) else "opaque"
 
 
 def precision_policy(op: Op) -> PrecisionPolicy:
@@ -62,13 +55,9 @@ def precision_policy(op: Op) -> PrecisionPolicy:
 
     An op from a layer pinned with ``precision="fp32"`` in the model stays fp32.
     """
-    if op.attributes.get("precision") == "fp32":
+    if op.attributes.get("precision") == "fp32" or not isinstance(op, DefinedOp):
         return "never"
-    opdef = lookup_op(op.name)
-    if opdef is None:
-        return "never"
-    fn = getattr(opdef, "policy", None)
-    return fn(op) if callable(fn) else opdef.precision
+    return op.precision_policy()
 
 
 # -- sizes -------------------------------------------------------------------------------------

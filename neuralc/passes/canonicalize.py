@@ -1,6 +1,7 @@
-"""``canonicalize``: apply every op's canonicalisation patterns to a fixed point, then DCE.
+"""``canonicalize``: apply every op's canonicalisation pattern to a fixed point, erasing dead
+ops, in every region (kernel and scan bodies included).
 
-The patterns live on the op definitions (``OpDef.canonicalize(op, rewriter) -> bool``): a pass
+The patterns live on the op classes (``DefinedOp.canonicalize(rewriter) -> bool``): a pass
 never names an op. Folding of constant expressions is one of those patterns (only scalar fills
 are known at compile time; weights are not).
 """
@@ -9,33 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from neuralc.ir.core import Module, Rewriter, func_body
-from neuralc.ir.opdef import lookup_op
+from neuralc.ir.core import Module
+from neuralc.ir.rewrite import CanonicalizationPattern, apply_patterns
 from neuralc.passes.base import Pass, PassContext
-from neuralc.passes.dce import dead_code_elimination
 from neuralc.passes.registry import register_pass
-
-MAX_ROUNDS = 32
 
 
 def canonicalize(module: Module) -> int:
-    rewriter = Rewriter()
-    total = 0
-    for _ in range(MAX_ROUNDS):
-        changed = 0
-        for func in module.funcs:
-            for op in list(func_body(func).ops):
-                if op.parent is None:
-                    continue  # erased by an earlier pattern this round
-                opdef = lookup_op(op.name)
-                hook = getattr(opdef, "canonicalize", None)
-                if hook is not None and hook(op, rewriter):
-                    changed += 1
-        changed += dead_code_elimination(module)
-        total += changed
-        if not changed:
-            break
-    return total
+    """Canonicalise ``module`` in place; returns the number of changes."""
+    return apply_patterns(module, [CanonicalizationPattern()])
 
 
 @register_pass
@@ -43,7 +26,7 @@ def canonicalize(module: Module) -> int:
 class CanonicalizePass(Pass):
     name = "canonicalize"
     level = "any"
-    summary = "fold constants, drop no-ops, merge transposes and reshapes"
+    summary = "fold constants, drop no-ops, merge transposes and reshapes (in every region)"
 
     def run(self, module: Module, ctx: PassContext) -> None:
         canonicalize(module)

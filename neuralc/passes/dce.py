@@ -1,26 +1,19 @@
-"""``dce``: remove ops whose results nobody uses. Every op here is pure, so this is safe."""
+"""``dce``: remove ops whose results nobody uses, in every region. Every tensor op is pure,
+so this is safe; the pattern driver's dead-op erasure does the work."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from neuralc.ir.core import Module, Rewriter, func_body
+from neuralc.ir.core import Module
+from neuralc.ir.rewrite import apply_patterns
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
 
 
 def dead_code_elimination(module: Module) -> int:
-    """Erase unused ops, last to first so chains of dead ops go in one sweep; returns count."""
-    rewriter = Rewriter()
-    erased = 0
-    for func in module.funcs:
-        for op in reversed(list(func_body(func).ops)):
-            if op.name == "func.return" or not op.results:
-                continue
-            if all(not r.uses for r in op.results):
-                rewriter.erase_op(op)
-                erased += 1
-    return erased
+    """Erase unused pure ops (chains of them included); returns how many."""
+    return apply_patterns(module, [])
 
 
 @register_pass
@@ -28,7 +21,7 @@ def dead_code_elimination(module: Module) -> int:
 class DeadCodeEliminationPass(Pass):
     name = "dce"
     level = "any"
-    summary = "remove ops whose results are unused"
+    summary = "remove ops whose results are unused (in every region)"
 
     def run(self, module: Module, ctx: PassContext) -> None:
         dead_code_elimination(module)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from neuralc.diagnostics import DiagnosticEngine
 from neuralc.ir.core import BlockArgument, Module, Op, OpResult, Value, func_body
-from neuralc.ir.opdef import lookup_op
+from neuralc.ir.opdef import DefinedOp
 from neuralc.ir.shapes import ShapeError, Unifier
 from neuralc.layers import catalog
 from neuralc.passes.base import Pass, PassContext
@@ -46,8 +46,7 @@ def infer_func(func: Op, unifier: Unifier, diags: DiagnosticEngine) -> None:
         if any(id(v) in failed or v.type.shape is None for v in op.operands):
             failed.update(id(r) for r in op.results)
             continue
-        opdef = lookup_op(op.name)
-        if opdef is None:
+        if not isinstance(op, DefinedOp):
             diags.error(f"unknown op '{op.name}'", op.location)
             failed.update(id(r) for r in op.results)
             continue
@@ -55,7 +54,7 @@ def infer_func(func: Op, unifier: Unifier, diags: DiagnosticEngine) -> None:
             resolved = [unifier.resolve_type(v.type) for v in op.operands]
             for v, t in zip(op.operands, resolved):
                 v.type = t
-            types = opdef.infer_types(op, unifier)
+            types = op.infer_types(unifier)
         except ShapeError as e:
             d = diags.error(e.message, op.location)
             if op.operands:
@@ -93,9 +92,17 @@ def infer_func(func: Op, unifier: Unifier, diags: DiagnosticEngine) -> None:
                 d = diags.error(e.message, op.location)
                 if e.hint:
                     d.with_note(e.hint)
-    for a in body.args:
-        a.type = unifier.resolve_type(a.type)
-    for op in body.ops:
+    resolve_nested(func, unifier)
+
+
+def resolve_nested(func: Op, unifier: Unifier) -> None:
+    """Rewrite every type in ``func`` with the final bindings, region bodies included (kernel
+    and scan bodies are typed while their op is inferred, before later unifications)."""
+    for op in func.walk():
+        for region in op.regions:
+            for block in region.blocks:
+                for a in block.args:
+                    a.type = unifier.resolve_type(a.type)
         for r in op.results:
             r.type = unifier.resolve_type(r.type)
 

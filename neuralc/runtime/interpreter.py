@@ -20,7 +20,7 @@ import numpy as np
 
 from neuralc.ir.core import Module, Op, Value, func_body
 from neuralc.ir.dims import evaluate
-from neuralc.ir.opdef import OpDef, evaluate_op, lookup_op
+from neuralc.ir.opdef import DefinedOp, evaluate_op
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.runtime.signature import bind_inputs, numpy_dtype, select_func
 from neuralc.runtime.sizes import check_run
@@ -87,11 +87,10 @@ class Interpreter:
             outputs = spec.reference(op.attributes, [_readonly(a) for a in inputs], layer_weights)
         else:
             # Tensor-level ops carry their semantics on their op definition.
-            opdef = lookup_op(op.name)
-            if opdef is None or type(opdef).evaluate is OpDef.evaluate:
+            if not isinstance(op, DefinedOp) or not op.has_semantics():
                 raise NotExecutableError(f"{_describe(op)} cannot be run by the reference "
                                          "interpreter: no layer or op definition implements it")
-            outputs = evaluate_op(opdef, op, [_readonly(a) for a in inputs],
+            outputs = evaluate_op(op, [_readonly(a) for a in inputs],
                                   _EvalContext(env, weights))
         # A result that is (a view of) a read-only input is copied: results never alias.
         outputs = [o if o.flags.writeable else o.copy() for o in map(np.asarray, outputs)]

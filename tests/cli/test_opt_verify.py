@@ -12,7 +12,7 @@ TAIL = '    "func.return"(%0) : (tensor<batch x 4 x f32>) -> ()\n  }\n}\n'
     ('    %0 = "tensor.binary"(%x) {fn = "add"} : (tensor<batch x 4 x f32>) -> tensor<batch x 4 x f32>\n',
      "tensor.binary: expects 2 operand(s), got 1"),
     ('    %0 = "tensor.unary"(%x) : (tensor<batch x 4 x f32>) -> tensor<batch x 4 x f32>\n',
-     "tensor.unary: unknown function None"),
+     "tensor.unary: is missing attribute 'fn'"),
 ])
 def test_invalid_ops_are_reported_before_passes(tmp_path, capsys, body, message):
     f = tmp_path / "bad.nir"

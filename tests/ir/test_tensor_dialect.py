@@ -189,9 +189,9 @@ def test_data_movement_ops(rng):
 def test_fusion_kinds_and_precision_are_declared():
     from neuralc.ir.opdef import lookup_op
 
-    assert lookup_op("tensor.conv").fusion_kind == "output_fusible"
-    assert lookup_op("tensor.matmul").precision == "low"
-    assert lookup_op("tensor.reduce").fusion_kind == "reduction"
-    assert lookup_op("tensor.reduce").precision == "never"
-    assert lookup_op("tensor.transpose").fusion_kind == "injective"
-    assert lookup_op("tensor.attention").fusion_kind == "opaque"
+    assert lookup_op("tensor.conv").FUSION == "output_fusible"
+    assert lookup_op("tensor.matmul").PRECISION == "low"
+    assert lookup_op("tensor.reduce").FUSION == "reduction"
+    assert lookup_op("tensor.reduce").PRECISION == "never"
+    assert lookup_op("tensor.transpose").FUSION == "injective"
+    assert lookup_op("tensor.attention").FUSION == "opaque"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from neuralc.ir import opdef
+import neuralc.layers.graph_dialect  # noqa: F401  (registers the graph ops these tests build)
+from neuralc.ir import core
 from neuralc.ir.core import (
     Block,
     Module,
@@ -21,7 +22,7 @@ from neuralc.ir.core import (
     func_op,
 )
 from neuralc.ir.dims import sym
-from neuralc.ir.opdef import OpDef
+from neuralc.ir.opdef import DefinedOp, operand, region
 from neuralc.ir.parser import parse_module
 from neuralc.ir.types import TensorType
 from neuralc.ir.verifier import VerificationError, verify, verify_or_raise
@@ -169,17 +170,16 @@ def test_region_values_are_not_visible_outside() -> None:
 
 
 def test_enclosing_values_are_visible_in_regions(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Wrapper(OpDef):
+    class Wrapper(DefinedOp):
         name = "test.wrapper"
-        num_results = 0
-        num_regions = 1
+        body = region()
 
-    class Use_(OpDef):
+    class Use_(DefinedOp):
         name = "test.use"
-        num_results = 0
+        x = operand()
 
-    monkeypatch.setitem(opdef._REGISTRY, "test.wrapper", Wrapper())
-    monkeypatch.setitem(opdef._REGISTRY, "test.use", Use_())
+    monkeypatch.setitem(core._OP_CLASSES, "test.wrapper", Wrapper)
+    monkeypatch.setitem(core._OP_CLASSES, "test.use", Use_)
     m, f = net()
     body = func_body(f)
     inner = Block()
@@ -189,8 +189,8 @@ def test_enclosing_values_are_visible_in_regions(monkeypatch: pytest.MonkeyPatch
     # An op that declares itself isolated from above sees nothing from outside.
     monkeypatch.setattr(Wrapper, "isolated_from_above", True, raising=False)
     assert verify(m) == [
-        ("<unknown>: test.use: operand #0 (block argument 'x') is used before its definition or "
-        "outside its scope")
+        ("<unknown>: test.use: operand #0 (block argument 'x') reads a value from outside the "
+         "isolated region of test.wrapper; pass it in as an operand")
     ]
 
 
@@ -251,12 +251,11 @@ def test_module_level_ops_must_be_functions() -> None:
 
 
 def test_return_outside_a_function(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Wrapper(OpDef):
+    class Wrapper(DefinedOp):
         name = "test.wrapper"
-        num_results = 0
-        num_regions = 1
+        body = region()
 
-    monkeypatch.setitem(opdef._REGISTRY, "test.wrapper", Wrapper())
+    monkeypatch.setitem(core._OP_CLASSES, "test.wrapper", Wrapper)
     m, f = net()
     body = func_body(f)
     inner = Block()
@@ -274,14 +273,13 @@ def test_duplicate_function_names() -> None:
 
 
 def test_crashing_opdef_verify_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Crashy(OpDef):
+    class Crashy(DefinedOp):
         name = "test.crashy"
-        num_results = 0
 
-        def verify(self, op: Op) -> list[str]:
+        def verify_extra(self) -> list[str]:
             raise KeyError("units")
 
-    monkeypatch.setitem(opdef._REGISTRY, "test.crashy", Crashy())
+    monkeypatch.setitem(core._OP_CLASSES, "test.crashy", Crashy)
     m, f = net()
     body = func_body(f)
     body.insert_before(body.ops[-1], Op("test.crashy", location=FileLoc("m.nr", 70, 1)))

@@ -204,15 +204,16 @@ def test_integral_floats_from_macro_arithmetic() -> None:
 ])
 def test_bound_attributes_pass_graph_verification(layer: str, args: tuple, kw: dict) -> None:
     """What make_attrs (the frontend's binding) produces is what graph ops accept as canonical."""
-    from types import SimpleNamespace
-
-    from neuralc.layers.graph_dialect import LayerOpDef
+    from neuralc.ir.core import Block, Op
+    from neuralc.ir.types import unranked
+    from neuralc.layers.graph_dialect import LayerOp
 
     s = spec(layer)
     attrs = make_attrs(s, *args, **kw)
-    op = SimpleNamespace(name=s.op_name, operands=[object(), object()],
-                         attributes={**attrs, "name": s.keras_name})
-    assert LayerOpDef(s).verify(op) == []  # type: ignore[arg-type]
+    block = Block([unranked()] * (s.arity or 2))
+    op = Op(s.op_name, block.args, [unranked()], {**attrs, "name": s.keras_name})
+    assert isinstance(op, LayerOp)
+    assert op.verify_structure() + op.verify_extra() == []
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])

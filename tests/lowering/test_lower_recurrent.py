@@ -429,7 +429,7 @@ def test_loop_op_interfaces() -> None:
     module, scan = _scan_module(False, 4)
     assert fusion_kind(scan) == "opaque" and precision_policy(scan) == "never"
     rev = lookup_op("tensor.reverse")
-    assert rev is not None and rev.fusion_kind == "injective" and rev.precision == "follow"
+    assert rev is not None and rev.FUSION == "injective" and rev.PRECISION == "follow"
 
 
 def test_scan_rejects_a_state_that_changes_type() -> None:

@@ -508,4 +508,4 @@ def test_fusion_kinds_and_precision() -> None:
     for name, (fusion, precision) in want.items():
         opdef = lookup_op(name)
         assert opdef is not None
-        assert (opdef.fusion_kind, opdef.precision) == (fusion, precision)
+        assert (opdef.FUSION, opdef.PRECISION) == (fusion, precision)

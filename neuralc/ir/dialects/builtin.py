@@ -2,38 +2,46 @@
 
 from __future__ import annotations
 
-from neuralc.ir.core import Op
-from neuralc.ir.opdef import OpDef, register_op
+from neuralc.ir.opdef import (
+    STRING,
+    DefinedOp,
+    attribute,
+    region,
+    register_op,
+    var_operand,
+)
 
 
-class FuncOp(OpDef):
+@register_op
+class FuncOp(DefinedOp):
     name = "func.func"
-    num_operands = 0
-    num_results = 0
-    num_regions = 1
+    body = region()
+    sym_name = attribute(STRING)
+    # Function attributes are open: the memory plan, the init function and nominal sizes
+    # annotate it.
+    extra_attrs_allowed = True
+    isolated_from_above = True
+    fresh_name_scope = True
 
-    def verify(self, op: Op) -> list[str]:
-        errs = []
-        if not isinstance(op.attributes.get("sym_name"), str):
-            errs.append("func.func needs a string 'sym_name'")
-        body = op.regions[0].blocks if op.regions else []
+    def verify_extra(self) -> list[str]:
+        body = self.regions[0].blocks
         if len(body) != 1:
-            errs.append("func.func needs exactly one block")
-        elif body[0].terminator is None or body[0].terminator.name != "func.return":
-            errs.append("func.func must end with func.return")
-        return errs
-
-
-class ReturnOp(OpDef):
-    name = "func.return"
-    num_operands = None
-    num_results = 0
-
-    def verify(self, op: Op) -> list[str]:
-        if op.parent is not None and op.parent.terminator is not op:
-            return ["func.return must be the last op of its block"]
+            return ["func.func needs exactly one block"]
+        if body[0].terminator is None or body[0].terminator.name != "func.return":
+            return ["func.func must end with func.return"]
         return []
 
 
-register_op(FuncOp())
-register_op(ReturnOp())
+@register_op
+class ReturnOp(DefinedOp):
+    name = "func.return"
+    values = var_operand()
+    terminator = True
+
+    def verify_extra(self) -> list[str]:
+        if self.parent is not None and self.parent.terminator is not self:
+            return ["func.return must be the last op of its block"]
+        parent = self.parent_op()
+        if parent is None or parent.name != "func.func":
+            return ["must be inside a func.func"]
+        return []

@@ -1,10 +1,11 @@
 """The tensor dialect: the primitive tensor ops that graph ops lower to.
 
-Each op kind is declared once here with its attributes' checks, its symbolic shape rule, its
-fusion kind (elementwise, broadcast, injective, reduction, output-fusible, opaque), its
-precision policy, and its numpy reference semantics (what the reference interpreter runs and
-what every backend must reproduce). Tensors are channels-last where a layout matters (conv,
-pool), with weights in PyTorch's layouts, as in the graph dialect.
+Each op kind is declared once here: its operands, results and attributes, its symbolic shape
+rule, its fusion kind (elementwise, broadcast, injective, reduction, output-fusible, opaque),
+its precision policy, its canonicalisation pattern and its numpy reference semantics (what the
+reference interpreter runs and what every backend must reproduce). Tensors are channels-last
+where a layout matters (conv, pool), with weights in PyTorch's layouts, as in the graph
+dialect.
 
 Design choices: attributes are static (axes, permutations, window sizes); sizes come from the
 result types, which may be symbolic and are evaluated against the symbol sizes bound from the
@@ -20,12 +21,37 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from neuralc.ir.activations import activation_names, apply_activation
-from neuralc.ir.core import Op
+from neuralc.ir.core import Op, Rewriter, Value
 from neuralc.ir.dims import Dim, evaluate
-from neuralc.ir.opdef import FusionKind, OpDef, PrecisionPolicy, register_op
+from neuralc.ir.numeric import np_dtype, round_bf16
+from neuralc.ir.opdef import (
+    BOOL,
+    BOOL_TENSOR,
+    INT_TENSOR,
+    NUMBER,
+    PAD_PAIRS,
+    POSITIVE,
+    POSITIVE_INTS,
+    STRING,
+    DefinedOp,
+    FusionKind,
+    IntAttr,
+    ListAttr,
+    OneOf,
+    PrecisionPolicy,
+    StrAttr,
+    attribute,
+    operand,
+    opt_attribute,
+    register_op,
+    result,
+    var_operand,
+)
 from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.ir.windows import pad_spatial, sliding_windows, spatial_pads, window_out_dim
+
+__all__ = ["round_bf16"]  # re-exported: the precision pass checks fills with it
 
 
 class EvalContext(Protocol):
@@ -40,28 +66,15 @@ def concrete(t: TensorType, ctx: EvalContext) -> tuple[int, ...]:
     return tuple(evaluate(d, ctx.sizes) for d in t.shape)
 
 
-def _np_dtype(dtype: str) -> Any:
-    # bf16 values are held in float32 arrays, rounded to bf16 by tensor.cast.
-    return {
-        "f32": np.float32,
-        "f16": np.float16,
-        "bf16": np.float32,
-        "f64": np.float64,
-        "i64": np.int64,
-        "i32": np.int32,
-        "i8": np.int8,
-        "i1": np.bool_,
-    }[dtype]
-
-
-def _ranked(op: Op, i: int = 0) -> tuple[Dim, ...]:
+def ranked(op: Op, i: int = 0) -> tuple[Dim, ...]:
+    """The shape of operand ``i``, or a ShapeError when it is not inferred yet."""
     t = op.operands[i].type
     if t.shape is None:
         raise ShapeError(f"{op.name}: operand {i} has no inferred shape")
     return t.shape
 
 
-def _axes(axes: list[int], rank: int, what: str) -> list[int]:
+def check_axes(axes: list[int], rank: int, what: str) -> list[int]:
     out = []
     for a in axes:
         if not -rank <= a < rank:
@@ -93,12 +106,12 @@ def broadcast_shapes(
 def fill_value(v: Any) -> float | None:
     """The value of a ``tensor.constant {value = c}`` fill, or None for anything else."""
     owner = getattr(v, "op", None)
-    if owner is not None and owner.name == "tensor.constant" and "value" in owner.attributes:
-        return float(owner.attributes["value"])
+    if isinstance(owner, ConstantOp) and owner.value is not None:
+        return float(owner.value)
     return None
 
 
-def _replace_with(op: Op, value: Any, rewriter: Any) -> bool:
+def replace_with(op: Op, value: Value, rewriter: Rewriter) -> bool:
     """Replace ``op``'s single result by ``value`` when the types agree."""
     if value.type != op.results[0].type:
         return False
@@ -106,51 +119,55 @@ def _replace_with(op: Op, value: Any, rewriter: Any) -> bool:
     return True
 
 
-def _fold_to_fill(op: Op, value: float, rewriter: Any) -> bool:
+def fold_to_fill(op: Op, value: float, rewriter: Rewriter) -> bool:
     t = op.results[0].type
     const = Op("tensor.constant", [], [t], {"value": value}, location=op.location)
-    assert op.parent is not None
-    op.parent.insert_before(op, const)
-    rewriter.replace_op(op, [const.result])
+    rewriter.insert_before(op, const)
+    rewriter.replace_op(op, [const.results[0]])
     return True
 
 
-class TensorOpDef(OpDef):
-    """Common base: tensor ops keep the element type of their first operand unless told."""
+class TensorOp(DefinedOp):
+    """Common base: tensor ops are elementwise and follow their inputs' precision unless
+    they say otherwise."""
 
-    fusion_kind: ClassVar[FusionKind] = "elementwise"
-    precision: ClassVar[PrecisionPolicy] = "follow"
+    FUSION: ClassVar[FusionKind] = "elementwise"
+    PRECISION: ClassVar[PrecisionPolicy] = "follow"
 
-    def result_dtype(self, op: Op) -> str:
-        return op.operands[0].type.dtype
+
+def _elementwise_or_broadcast(op: Op) -> FusionKind:
+    shapes = {v.type.shape for v in op.operands}
+    return "elementwise" if len(shapes) == 1 else "broadcast"
 
 
 # -- constants -----------------------------------------------------------------------------
 
 
-class ConstantOp(TensorOpDef):
+@register_op
+class ConstantOp(TensorOp):
     """A weight by name (``weight = "conv2d.weight"``) or a scalar fill (``value = 0.5``)."""
 
     name = "tensor.constant"
-    num_operands = 0
-    fusion_kind = "none"
+    output = result()
+    weight = opt_attribute(STRING)
+    value = opt_attribute(NUMBER)
+    FUSION = "none"
 
-    def verify(self, op: Op) -> list[str]:
-        has_w, has_v = "weight" in op.attributes, "value" in op.attributes
-        if has_w == has_v:
+    def verify_extra(self) -> list[str]:
+        if (self.weight is None) == (self.value is None):
             return ["needs exactly one of 'weight' (a name) and 'value' (a number)"]
-        if op.results and op.results[0].type.shape is None:
+        if self.results[0].type.shape is None:
             return ["a constant needs a ranked result type"]
         return []
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        return [op.results[0].type]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        return [self.results[0].type]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        t = op.results[0].type
-        if "weight" in op.attributes:
-            return [np.asarray(ctx.weights[op.attributes["weight"]]).astype(_np_dtype(t.dtype))]
-        return [np.full(concrete(t, ctx), op.attributes["value"], dtype=_np_dtype(t.dtype))]
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        t = self.results[0].type
+        if self.weight is not None:
+            return [np.asarray(ctx.weights[self.weight]).astype(np_dtype(t.dtype))]
+        return [np.full(concrete(t, ctx), self.value, dtype=np_dtype(t.dtype))]
 
 
 # -- elementwise ---------------------------------------------------------------------------
@@ -170,6 +187,7 @@ _MATH: dict[str, Any] = {
     "ceil": np.ceil,
     "erf": np.frompyfunc(math.erf, 1, 1),
 }
+MATH_FUNCTIONS = tuple(_MATH)
 _NOT_ELEMENTWISE = {"softmax", "log_softmax"}
 # Ops whose results lose accuracy in fp16/bf16: they stay fp32 under mixed precision.
 _NEVER_LOW = {
@@ -190,42 +208,45 @@ _NEVER_LOW = {
 }
 
 
-class UnaryOp(TensorOpDef):
+@register_op
+class UnaryOp(TensorOp):
     """``fn(x)`` elementwise: math functions and every activation (``alpha`` optional)."""
 
     name = "tensor.unary"
-    num_operands = 1
+    input = operand()
+    output = result()
+    fn = attribute(STRING)
+    alpha = opt_attribute(NUMBER)
 
-    def verify(self, op: Op) -> list[str]:
-        fn = op.attributes.get("fn")
+    def verify_extra(self) -> list[str]:
+        fn = self.fn
         if fn in _NOT_ELEMENTWISE:
             return [f"{fn} is not elementwise; lower it to reductions (TensorBuilder.activation)"]
         if fn not in _MATH and fn not in activation_names():
             return [f"unknown function {fn!r}"]
         return []
 
-    def policy(self, op: Op) -> PrecisionPolicy:
-        return "never" if op.attributes.get("fn") in _NEVER_LOW else "follow"
+    def precision_policy(self) -> PrecisionPolicy:
+        return "never" if self.fn in _NEVER_LOW else "follow"
 
-    def canonicalize(self, op: Op, rewriter: Any) -> bool:
-        fn = op.attributes["fn"]
-        if fn in ("linear", "identity", "none"):
-            return _replace_with(op, op.operands[0], rewriter)
-        c = fill_value(op.operands[0])
-        if c is not None and op.results[0].type.dtype == "f32":
-            y = self.evaluate(op, [np.array(c, np.float32)], None)[0]
-            return _fold_to_fill(op, float(y), rewriter)
+    def canonicalize(self, rewriter: Rewriter) -> bool:
+        if self.fn in ("linear", "identity", "none"):
+            return replace_with(self, self.input, rewriter)
+        c = fill_value(self.input)
+        if c is not None and self.results[0].type.dtype == "f32":
+            y = self.evaluate([np.array(c, np.float32)], None)[0]
+            return fold_to_fill(self, float(y), rewriter)
         return False
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        return [op.operands[0].type.with_shape(_ranked(op))]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        return [self.input.type.with_shape(ranked(self))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        fn, x = op.attributes["fn"], args[0]
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        fn, x = self.fn, args[0]
         if fn in _MATH:
             y = np.asarray(_MATH[fn](x.astype(np.float64))).astype(np.float64)
         else:
-            y = apply_activation(fn, x.astype(np.float64), op.attributes.get("alpha"))
+            y = apply_activation(fn, x.astype(np.float64), self.alpha)
         return [y.astype(x.dtype)]
 
 
@@ -240,94 +261,88 @@ _BINARY: dict[str, Any] = {
 }
 
 
-class BinaryOp(TensorOpDef):
+@register_op
+class BinaryOp(TensorOp):
     """``fn(a, b)`` elementwise with numpy broadcasting."""
 
     name = "tensor.binary"
-    num_operands = 2
+    lhs = operand()
+    rhs = operand()
+    output = result()
+    fn = attribute(StrAttr(tuple(_BINARY)))
 
-    def verify(self, op: Op) -> list[str]:
-        fn = op.attributes.get("fn")
-        return [] if fn in _BINARY else [f"unknown function {fn!r}"]
-
-    def fusion(self, op: Op) -> FusionKind:
-        a, b = (v.type.shape for v in op.operands)
-        return "elementwise" if a == b else "broadcast"
+    def fusion_kind(self) -> FusionKind:
+        return _elementwise_or_broadcast(self)
 
     # x + 0, x - 0, x * 1, x / 1 (when the result keeps x's type); c1 op c2 folds.
     _RIGHT_IDENTITY: ClassVar[dict[str, float]] = {"add": 0.0, "sub": 0.0, "mul": 1.0, "div": 1.0}
 
-    def canonicalize(self, op: Op, rewriter: Any) -> bool:
-        fn = op.attributes["fn"]
-        a, b = op.operands
+    def canonicalize(self, rewriter: Rewriter) -> bool:
+        fn = self.fn
+        a, b = self.lhs, self.rhs
         ca, cb = fill_value(a), fill_value(b)
-        if ca is not None and cb is not None and op.results[0].type.dtype == "f32":
-            y = self.evaluate(op, [np.array(ca, np.float32), np.array(cb, np.float32)], None)[0]
-            return _fold_to_fill(op, float(y), rewriter)
+        if ca is not None and cb is not None and self.results[0].type.dtype == "f32":
+            y = self.evaluate([np.array(ca, np.float32), np.array(cb, np.float32)], None)[0]
+            return fold_to_fill(self, float(y), rewriter)
         if cb is not None and self._RIGHT_IDENTITY.get(fn) == cb:
-            return _replace_with(op, a, rewriter)
+            return replace_with(self, a, rewriter)
         if ca is not None and fn in ("add", "mul") and self._RIGHT_IDENTITY[fn] == ca:
-            return _replace_with(op, b, rewriter)
+            return replace_with(self, b, rewriter)
         return False
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        shape = broadcast_shapes([_ranked(op, 0), _ranked(op, 1)], ctx, op.name)
-        return [op.operands[0].type.with_shape(shape)]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        shape = broadcast_shapes([ranked(self, 0), ranked(self, 1)], ctx, self.name)
+        return [self.lhs.type.with_shape(shape)]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        return [_BINARY[op.attributes["fn"]](args[0], args[1]).astype(args[0].dtype)]
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        return [_BINARY[self.fn](args[0], args[1]).astype(args[0].dtype)]
 
 
-class SelectOp(TensorOpDef):
+@register_op
+class SelectOp(TensorOp):
     """``cond ? a : b`` elementwise with broadcasting; ``cond`` is i1."""
 
     name = "tensor.select"
-    num_operands = 3
+    cond = operand(BOOL_TENSOR)
+    if_true = operand()
+    if_false = operand()
+    output = result()
 
-    def result_dtype(self, op: Op) -> str:
-        return op.operands[1].type.dtype
+    def fusion_kind(self) -> FusionKind:
+        return _elementwise_or_broadcast(self)
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        shape = broadcast_shapes([_ranked(op, i) for i in range(3)], ctx, op.name)
-        return [op.operands[1].type.with_shape(shape)]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        shape = broadcast_shapes([ranked(self, i) for i in range(3)], ctx, self.name)
+        return [self.if_true.type.with_shape(shape)]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.where(args[0].astype(bool), args[1], args[2]).astype(args[1].dtype)]
 
 
-def round_bf16(x: np.ndarray) -> np.ndarray:
-    """Round float32 values to bfloat16 precision (round to nearest even), kept in float32."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    out = ((bits + rounding) & np.uint32(0xFFFF0000)).view(np.float32)
-    return np.where(np.isnan(x), x, out).astype(np.float32)
+CAST_TYPES = ("f32", "f16", "bf16", "f64", "i64", "i32", "i1")
 
 
-class CastOp(TensorOpDef):
+@register_op
+class CastOp(TensorOp):
     """Element-type conversion (``to = "f16"``); bf16 is emulated by rounding float32."""
 
     name = "tensor.cast"
-    num_operands = 1
-    precision = "never"
+    input = operand()
+    output = result()
+    to = attribute(StrAttr(CAST_TYPES))
+    PRECISION = "never"
 
-    def verify(self, op: Op) -> list[str]:
-        to = op.attributes.get("to")
-        return (
-            [] if to in ("f32", "f16", "bf16", "f64", "i64", "i32", "i1") else [f"bad type {to!r}"]
-        )
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        return [TensorType(ranked(self), self.to)]
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        return [TensorType(_ranked(op), op.attributes["to"])]
-
-    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+    def canonicalize(self, rewriter: Rewriter) -> bool:
         # A cast to the type a value already has does nothing.
-        return _replace_with(op, op.operands[0], rewriter)
+        return replace_with(self, self.input, rewriter)
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        to = op.attributes["to"]
-        if to == "bf16":
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        if self.to == "bf16":
             return [round_bf16(args[0].astype(np.float32))]
-        return [args[0].astype(_np_dtype(to))]
+        return [args[0].astype(np_dtype(self.to))]
 
 
 # -- reductions ----------------------------------------------------------------------------
@@ -342,79 +357,75 @@ _REDUCE = {
 }
 
 
-class ReduceOp(TensorOpDef):
+@register_op
+class ReduceOp(TensorOp):
     """``kind`` (sum, max, min, mean, prod, var: population variance) over ``axes``."""
 
     name = "tensor.reduce"
-    num_operands = 1
-    fusion_kind = "reduction"
-    precision = "never"
+    input = operand()
+    output = result()
+    kind = attribute(StrAttr(tuple(_REDUCE)))
+    axes = attribute(ListAttr(IntAttr(), non_empty=True))
+    keepdims = attribute(BOOL)
+    FUSION = "reduction"
+    PRECISION = "never"
 
-    def verify(self, op: Op) -> list[str]:
-        a = op.attributes
-        errs = []
-        if a.get("kind") not in _REDUCE:
-            errs.append(f"unknown reduction {a.get('kind')!r}")
-        if not (isinstance(a.get("axes"), list) and a["axes"]):
-            errs.append("'axes' must be a non-empty list")
-        if not isinstance(a.get("keepdims"), bool):
-            errs.append("'keepdims' must be a bool")
-        return errs
-
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        shape = _ranked(op)
-        axes = set(_axes(op.attributes["axes"], len(shape), op.name))
-        if op.attributes["keepdims"]:
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        shape = ranked(self)
+        axes = set(check_axes(self.axes, len(shape), self.name))
+        if self.keepdims:
             out = tuple(1 if i in axes else d for i, d in enumerate(shape))
         else:
             out = tuple(d for i, d in enumerate(shape) if i not in axes)
-        return [op.operands[0].type.with_shape(out)]
+        return [self.input.type.with_shape(out)]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
-        axes = tuple(a % x.ndim for a in op.attributes["axes"])
-        y = _REDUCE[op.attributes["kind"]](
-            x.astype(np.float64), axis=axes, keepdims=op.attributes["keepdims"]
-        )
+        axes = tuple(a % x.ndim for a in self.axes)
+        y = _REDUCE[self.kind](x.astype(np.float64), axis=axes, keepdims=self.keepdims)
         return [np.asarray(y).astype(x.dtype)]
 
 
 # -- matmul and convolution -----------------------------------------------------------------
 
 
-class MatmulOp(TensorOpDef):
+@register_op
+class MatmulOp(TensorOp):
     """Batched ``a @ b`` (``transpose_b`` for PyTorch's (out, in) weights); fp32 accumulation."""
 
     name = "tensor.matmul"
-    num_operands = 2
-    fusion_kind = "output_fusible"
-    precision = "low"
+    lhs = operand()
+    rhs = operand()
+    output = result()
+    transpose_b = attribute(BOOL, default=False)
+    FUSION = "output_fusible"
+    PRECISION = "low"
 
-    def verify(self, op: Op) -> list[str]:
-        ok = isinstance(op.attributes.get("transpose_b", False), bool)
-        return [] if ok else ["'transpose_b' must be a bool"]
-
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        a, b = _ranked(op, 0), _ranked(op, 1)
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        a, b = ranked(self, 0), ranked(self, 1)
         if len(a) < 2 or len(b) < 2:
             raise ShapeError(
-                f"{op.name} needs operands of rank >= 2, got {shape_str(a)}, {shape_str(b)}"
+                f"{self.name} needs operands of rank >= 2, got {shape_str(a)}, {shape_str(b)}"
             )
-        if op.attributes.get("transpose_b", False):
+        if self.transpose_b:
             b = b[:-2] + (b[-1], b[-2])
-        ctx.unify(a[-1], b[-2], f"{op.name} contraction")
-        batch = broadcast_shapes([a[:-2], b[:-2]], ctx, op.name) if (a[:-2] or b[:-2]) else ()
-        return [op.operands[0].type.with_shape(batch + (a[-2], b[-1]))]
+        ctx.unify(a[-1], b[-2], f"{self.name} contraction")
+        batch = broadcast_shapes([a[:-2], b[:-2]], ctx, self.name) if (a[:-2] or b[:-2]) else ()
+        return [self.lhs.type.with_shape(batch + (a[-2], b[-1]))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         a, b = args
-        if op.attributes.get("transpose_b", False):
+        if self.transpose_b:
             b = np.swapaxes(b, -1, -2)
         y = np.matmul(a.astype(np.float32), b.astype(np.float32))
         return [y.astype(a.dtype)]
 
 
-class ConvOp(TensorOpDef):
+PADDING = OneOf((StrAttr(("valid", "same")), PAD_PAIRS))
+
+
+@register_op
+class ConvOp(TensorOp):
     """N-d convolution with a (out, in/groups, *k) weight.
 
     ``padding`` is "valid", "same" (Keras's split, resolved from the concrete size) or explicit
@@ -423,77 +434,58 @@ class ConvOp(TensorOpDef):
     """
 
     name = "tensor.conv"
-    num_operands = 2
-    fusion_kind = "output_fusible"
-    precision = "low"
+    input = operand()
+    weight = operand()
+    output = result()
+    strides = attribute(POSITIVE_INTS)
+    dilation = attribute(POSITIVE_INTS)
+    groups = attribute(POSITIVE)
+    padding = attribute(PADDING)
+    layout = attribute(StrAttr(("nhwc", "nchw")), default="nhwc")
+    FUSION = "output_fusible"
+    PRECISION = "low"
 
-    def verify(self, op: Op) -> list[str]:
-        a = op.attributes
-        errs = []
-        for k in ("strides", "dilation"):
-            if not (
-                isinstance(a.get(k), list) and all(isinstance(v, int) and v >= 1 for v in a[k])
-            ):
-                errs.append(f"'{k}' must be a list of positive ints")
-        if not (isinstance(a.get("groups"), int) and a["groups"] >= 1):
-            errs.append("'groups' must be a positive int")
-        p = a.get("padding")
-        if not (
-            p in ("valid", "same")
-            or (isinstance(p, list) and all(isinstance(q, list) and len(q) == 2 for q in p))
-        ):
-            errs.append('\'padding\' must be "valid", "same" or [[lo, hi], ...]')
-        if a.get("layout", "nhwc") not in ("nhwc", "nchw"):
-            errs.append("'layout' must be \"nhwc\" or \"nchw\"")
-        return errs
-
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        x, w = _ranked(op, 0), _ranked(op, 1)
-        first = op.attributes.get("layout", "nhwc") == "nchw"
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        x, w = ranked(self, 0), ranked(self, 1)
+        first = self.layout == "nchw"
         if first:
             x = (x[0], *x[2:], x[1])
         nd = len(x) - 2
-        a = op.attributes
-        if len(w) != nd + 2 or len(a["strides"]) != nd:
-            raise ShapeError(f"{op.name}: weight {shape_str(w)} does not fit input {shape_str(x)}")
-        ctx.unify(x[-1], w[1] * a["groups"], f"{op.name} input channels")
+        if len(w) != nd + 2 or len(self.strides) != nd:
+            raise ShapeError(f"{self.name}: weight {shape_str(w)} does not fit input "
+                             f"{shape_str(x)}")
+        ctx.unify(x[-1], w[1] * self.groups, f"{self.name} input channels")
         spatial: list[Dim] = []
         for i in range(nd):
             k = w[2 + i]
             assert isinstance(k, int)
-            if isinstance(a["padding"], list):
-                lo, hi = a["padding"][i]
-                spatial.append(
-                    window_out_dim(
-                        x[1 + i] + lo + hi, k, a["strides"][i], a["dilation"][i], "valid"
-                    )
-                )
+            if isinstance(self.padding, list):
+                lo, hi = self.padding[i]
+                spatial.append(window_out_dim(x[1 + i] + lo + hi, k, self.strides[i],
+                                              self.dilation[i], "valid"))
             else:
-                spatial.append(
-                    window_out_dim(x[1 + i], k, a["strides"][i], a["dilation"][i], a["padding"])
-                )
+                spatial.append(window_out_dim(x[1 + i], k, self.strides[i], self.dilation[i],
+                                              self.padding))
         out = (x[0], w[0], *spatial) if first else (x[0], *spatial, w[0])
-        return [op.operands[0].type.with_shape(out)]
+        return [self.input.type.with_shape(out)]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x, w = args
-        a = op.attributes
-        if a.get("layout", "nhwc") == "nchw":
-            y = self._channels_last(np.moveaxis(x, 1, -1), w, a)
+        if self.layout == "nchw":
+            y = self._channels_last(np.moveaxis(x, 1, -1), w)
             return [np.ascontiguousarray(np.moveaxis(y, -1, 1))]
-        return [self._channels_last(x, w, a)]
+        return [self._channels_last(x, w)]
 
-    @staticmethod
-    def _channels_last(x: np.ndarray, w: np.ndarray, a: dict) -> np.ndarray:
+    def _channels_last(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         nd = x.ndim - 2
         k = list(w.shape[2:])
-        if isinstance(a["padding"], list):
-            pads = [tuple(p) for p in a["padding"]]
+        if isinstance(self.padding, list):
+            pads = [tuple(p) for p in self.padding]
         else:
-            pads = spatial_pads(x.shape, k, a["strides"], a["dilation"], a["padding"])
+            pads = spatial_pads(x.shape, k, self.strides, self.dilation, self.padding)
         xp = pad_spatial(x.astype(np.float32), pads)
-        win = sliding_windows(xp, k, a["strides"], a["dilation"])  # (N, *out, C, *k)
-        g = a["groups"]
+        win = sliding_windows(xp, k, self.strides, self.dilation)  # (N, *out, C, *k)
+        g = self.groups
         cin = x.shape[-1] // g
         cout = w.shape[0] // g
         outs = []
@@ -515,89 +507,96 @@ class ConvOp(TensorOpDef):
 # -- data movement ---------------------------------------------------------------------------
 
 
-class ReshapeOp(TensorOpDef):
+@register_op
+class ReshapeOp(TensorOp):
     """Reshape to the result type's shape (which may be symbolic)."""
 
     name = "tensor.reshape"
-    num_operands = 1
-    fusion_kind = "injective"
+    input = operand()
+    output = result()
+    FUSION = "injective"
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        out = op.results[0].type
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        out = self.results[0].type
         if out.shape is None:
-            raise ShapeError(f"{op.name} needs its result type written out")
+            raise ShapeError(f"{self.name} needs its result type written out")
         return [out]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        return [args[0].reshape(concrete(op.results[0].type, ctx))]
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        return [args[0].reshape(concrete(self.results[0].type, ctx))]
 
-    def canonicalize(self, op: Op, rewriter: Any) -> bool:
-        x = op.operands[0]
-        if _replace_with(op, x, rewriter):
+    def canonicalize(self, rewriter: Rewriter) -> bool:
+        x = self.input
+        if replace_with(self, x, rewriter):
             return True
         inner = getattr(x, "op", None)
-        if inner is not None and inner.name == "tensor.reshape":
-            op.set_operand(0, inner.operands[0])  # reshape(reshape(y)) == reshape(y)
+        if isinstance(inner, ReshapeOp):
+            rewriter.set_operand(self, 0, inner.input)  # reshape(reshape(y)) == reshape(y)
             return True
         return False
 
 
-class TransposeOp(TensorOpDef):
+@register_op
+class TransposeOp(TensorOp):
     name = "tensor.transpose"
-    num_operands = 1
-    fusion_kind = "injective"
+    input = operand()
+    output = result()
+    perm = attribute(ListAttr(IntAttr(0)))
+    FUSION = "injective"
 
-    def verify(self, op: Op) -> list[str]:
-        p = op.attributes.get("perm")
-        if not (isinstance(p, list) and sorted(p) == list(range(len(p)))):
+    def verify_extra(self) -> list[str]:
+        if sorted(self.perm) != list(range(len(self.perm))):
             return ["'perm' must be a permutation of 0..rank-1"]
         return []
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        x = _ranked(op)
-        p = op.attributes["perm"]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        x = ranked(self)
+        p = self.perm
         if len(p) != len(x):
-            raise ShapeError(f"{op.name}: perm {p} does not fit rank {len(x)}")
-        return [op.operands[0].type.with_shape(tuple(x[i] for i in p))]
+            raise ShapeError(f"{self.name}: perm {p} does not fit rank {len(x)}")
+        return [self.input.type.with_shape(tuple(x[i] for i in p))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        return [np.transpose(args[0], op.attributes["perm"])]
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        return [np.transpose(args[0], self.perm)]
 
-    def canonicalize(self, op: Op, rewriter: Any) -> bool:
-        perm = op.attributes["perm"]
+    def canonicalize(self, rewriter: Rewriter) -> bool:
+        perm = self.perm
         if perm == list(range(len(perm))):
-            return _replace_with(op, op.operands[0], rewriter)
-        inner = getattr(op.operands[0], "op", None)
-        if inner is not None and inner.name == "tensor.transpose":
+            return replace_with(self, self.input, rewriter)
+        inner = getattr(self.input, "op", None)
+        if isinstance(inner, TransposeOp):
             # transpose(transpose(y, p), q) == transpose(y, p[q])
-            op.attributes["perm"] = [inner.attributes["perm"][i] for i in perm]
-            op.set_operand(0, inner.operands[0])
+            rewriter.set_attr(self, "perm", [inner.perm[i] for i in perm])
+            rewriter.set_operand(self, 0, inner.input)
             return True
         return False
 
 
-class BroadcastOp(TensorOpDef):
+@register_op
+class BroadcastOp(TensorOp):
     """Broadcast to the result type's shape (numpy rules)."""
 
     name = "tensor.broadcast"
-    num_operands = 1
-    fusion_kind = "broadcast"
+    input = operand()
+    output = result()
+    FUSION = "broadcast"
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        out = op.results[0].type
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        out = self.results[0].type
         if out.shape is None:
-            raise ShapeError(f"{op.name} needs its result type written out")
-        broadcast_shapes([_ranked(op), out.shape], ctx, op.name)
+            raise ShapeError(f"{self.name} needs its result type written out")
+        broadcast_shapes([ranked(self), out.shape], ctx, self.name)
         return [out]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        return [np.broadcast_to(args[0], concrete(op.results[0].type, ctx)).copy()]
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        return [np.broadcast_to(args[0], concrete(self.results[0].type, ctx)).copy()]
 
-    def canonicalize(self, op: Op, rewriter: Any) -> bool:
-        return _replace_with(op, op.operands[0], rewriter)
+    def canonicalize(self, rewriter: Rewriter) -> bool:
+        return replace_with(self, self.input, rewriter)
 
 
-class SliceOp(TensorOpDef):
+@register_op
+class SliceOp(TensorOp):
     """``x[..., start:start + size, ...]`` on ``axis``.
 
     ``size`` is an int attribute, or absent: then the result type gives it (it may be
@@ -605,70 +604,82 @@ class SliceOp(TensorOpDef):
     """
 
     name = "tensor.slice"
-    num_operands = 1
-    fusion_kind = "injective"
+    input = operand()
+    output = result()
+    axis = attribute(IntAttr())
+    start = attribute(IntAttr(0))
+    size = opt_attribute(IntAttr(0))
+    FUSION = "injective"
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        x = _ranked(op)
-        ax = _axes([op.attributes["axis"]], len(x), op.name)[0]
-        if "size" in op.attributes:
-            size: Dim = op.attributes["size"]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        x = ranked(self)
+        ax = check_axes([self.axis], len(x), self.name)[0]
+        if self.size is not None:
+            size: Dim = self.size
         else:
-            out = op.results[0].type.shape
+            out = self.results[0].type.shape
             if out is None:
-                raise ShapeError(f"{op.name} needs a 'size' or its result type written out")
+                raise ShapeError(f"{self.name} needs a 'size' or its result type written out")
             size = out[ax]
-        return [op.operands[0].type.with_shape(x[:ax] + (size,) + x[ax + 1 :])]
+        return [self.input.type.with_shape(x[:ax] + (size,) + x[ax + 1 :])]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
-        ax = op.attributes["axis"] % x.ndim
-        s = op.attributes["start"]
-        size = op.attributes.get("size")
+        ax = self.axis % x.ndim
+        size = self.size
         if size is None:
-            size = concrete(op.results[0].type, ctx)[ax]
-        return [np.take(x, np.arange(s, s + size), axis=ax)]
+            size = concrete(self.results[0].type, ctx)[ax]
+        return [np.take(x, np.arange(self.start, self.start + size), axis=ax)]
 
 
-class ConcatOp(TensorOpDef):
+@register_op
+class ConcatOp(TensorOp):
     name = "tensor.concat"
-    num_operands = None
-    fusion_kind = "injective"
+    inputs = var_operand()
+    output = result()
+    axis = attribute(IntAttr())
+    FUSION = "injective"
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        shapes = [_ranked(op, i) for i in range(len(op.operands))]
-        ax = _axes([op.attributes["axis"]], len(shapes[0]), op.name)[0]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        shapes = [ranked(self, i) for i in range(len(self.operands))]
+        if not shapes:
+            raise ShapeError(f"{self.name} needs at least one operand")
+        ax = check_axes([self.axis], len(shapes[0]), self.name)[0]
         out = list(shapes[0])
         for s in shapes[1:]:
             if len(s) != len(out):
-                raise ShapeError(f"{op.name}: ranks differ")
+                raise ShapeError(f"{self.name}: ranks differ")
             for i, d in enumerate(s):
-                out[i] = out[i] + d if i == ax else ctx.unify(out[i], d, f"{op.name} axis {i}")
-        return [op.operands[0].type.with_shape(tuple(out))]
+                out[i] = out[i] + d if i == ax else ctx.unify(out[i], d, f"{self.name} axis {i}")
+        return [self.operands[0].type.with_shape(tuple(out))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        return [np.concatenate(args, axis=op.attributes["axis"])]
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        return [np.concatenate(args, axis=self.axis)]
 
 
-class GatherOp(TensorOpDef):
+@register_op
+class GatherOp(TensorOp):
     """``table[indices]`` along axis 0 (embedding lookup)."""
 
     name = "tensor.gather"
-    num_operands = 2
-    fusion_kind = "injective"
+    table = operand()
+    indices = operand(INT_TENSOR)
+    output = result()
+    FUSION = "injective"
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        table, idx = _ranked(op, 0), _ranked(op, 1)
-        return [op.operands[0].type.with_shape(idx + table[1:])]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        table, idx = ranked(self, 0), ranked(self, 1)
+        return [self.table.type.with_shape(idx + table[1:])]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         table, idx = args
         if idx.size and (idx.min() < 0 or idx.max() >= table.shape[0]):
-            raise IndexError(f"index out of range [0, {table.shape[0]}) in {op.name}")
+            raise IndexError(f"index out of range [0, {table.shape[0]}) in {self.name}")
         return [table[idx]]
 
 
-class AttentionOp(TensorOpDef):
+@register_op
+class AttentionOp(TensorOp):
     """Scaled dot-product attention ``softmax(q k^T * scale + mask) v`` on (..., seq, d).
 
     Kept whole so a backend can emit one fused kernel for it; ``causal`` masks the future,
@@ -676,21 +687,26 @@ class AttentionOp(TensorOpDef):
     """
 
     name = "tensor.attention"
-    num_operands = 3
-    fusion_kind = "opaque"
-    precision = "low"
+    query = operand()
+    key = operand()
+    value = operand()
+    output = result()
+    scale = opt_attribute(NUMBER)
+    causal = attribute(BOOL, default=False)
+    FUSION = "opaque"
+    PRECISION = "low"
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        q, k, v = (_ranked(op, i) for i in range(3))
-        ctx.unify(q[-1], k[-1], f"{op.name} key dim")
-        ctx.unify(k[-2], v[-2], f"{op.name} key/value length")
-        return [op.operands[0].type.with_shape(q[:-1] + (v[-1],))]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        q, k, v = (ranked(self, i) for i in range(3))
+        ctx.unify(q[-1], k[-1], f"{self.name} key dim")
+        ctx.unify(k[-2], v[-2], f"{self.name} key/value length")
+        return [self.query.type.with_shape(q[:-1] + (v[-1],))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         q, k, v = (a.astype(np.float32) for a in args)
-        scale = op.attributes.get("scale") or 1.0 / math.sqrt(q.shape[-1])
+        scale = self.scale or 1.0 / math.sqrt(q.shape[-1])
         s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale
-        if op.attributes.get("causal", False):
+        if self.causal:
             lq, lk = s.shape[-2], s.shape[-1]
             # Top-left aligned, as torch's is_causal and Keras: query i sees keys j <= i.
             s = np.where(np.tril(np.ones((lq, lk), bool)), s, -np.inf)
@@ -698,23 +714,3 @@ class AttentionOp(TensorOpDef):
         p = np.exp(s)
         p = p / p.sum(axis=-1, keepdims=True)
         return [np.matmul(p, v).astype(args[0].dtype)]
-
-
-for _cls in (
-    ConstantOp,
-    UnaryOp,
-    BinaryOp,
-    SelectOp,
-    CastOp,
-    ReduceOp,
-    MatmulOp,
-    ConvOp,
-    ReshapeOp,
-    TransposeOp,
-    BroadcastOp,
-    SliceOp,
-    ConcatOp,
-    GatherOp,
-    AttentionOp,
-):
-    register_op(_cls())

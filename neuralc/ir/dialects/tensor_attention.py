@@ -19,21 +19,30 @@ from typing import Any
 
 import numpy as np
 
-from neuralc.ir.core import Op
 from neuralc.ir.dialects.tensor import (
     EvalContext,
-    TensorOpDef,
-    _np_dtype,
-    _ranked,
+    TensorOp,
     broadcast_shapes,
     concrete,
+    ranked,
 )
-from neuralc.ir.opdef import FusionKind, register_op
+from neuralc.ir.numeric import np_dtype
+from neuralc.ir.opdef import (
+    BOOL_TENSOR,
+    FusionKind,
+    IntAttr,
+    StrAttr,
+    attribute,
+    operand,
+    register_op,
+    result,
+)
 from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType
 
 
-class IotaOp(TensorOpDef):
+@register_op
+class IotaOp(TensorOp):
     """The index along ``axis`` at every element of the result type (which may be symbolic).
 
     ``tensor.iota {axis = 0} : () -> tensor<seq x 1 x i32>`` holds ``0, 1, ..., seq - 1``;
@@ -43,36 +52,33 @@ class IotaOp(TensorOpDef):
     """
 
     name = "tensor.iota"
-    num_operands = 0
-    fusion_kind = "elementwise"
-    precision = "never"
+    output = result()
+    axis = attribute(IntAttr())
+    FUSION = "elementwise"
+    PRECISION = "never"
 
-    def verify(self, op: Op) -> list[str]:
-        axis = op.attributes.get("axis")
-        if not isinstance(axis, int) or isinstance(axis, bool):
-            return ["'axis' must be an integer"]
-        t = op.results[0].type if op.results else None
-        if t is None or t.shape is None:
+    def verify_extra(self) -> list[str]:
+        axis = self.axis
+        t = self.results[0].type
+        if t.shape is None:
             return ["an iota needs a ranked result type"]
         if not -len(t.shape) <= axis < len(t.shape):
             return [f"axis {axis} is out of range for rank {len(t.shape)}"]
         return []
 
-    def result_dtype(self, op: Op) -> str:
-        return op.results[0].type.dtype
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        t = op.results[0].type
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        t = self.results[0].type
         if t.shape is None:
-            raise ShapeError(f"{op.name} needs its result type written out")
+            raise ShapeError(f"{self.name} needs its result type written out")
         return [t]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        t = op.results[0].type
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        t = self.results[0].type
         shape = concrete(t, ctx)
-        axis = op.attributes["axis"] % len(shape)
+        axis = self.attributes["axis"] % len(shape)
         index = np.arange(shape[axis]).reshape([-1 if i == axis else 1 for i in range(len(shape))])
-        return [np.broadcast_to(index, shape).astype(_np_dtype(t.dtype))]
+        return [np.broadcast_to(index, shape).astype(np_dtype(t.dtype))]
 
 
 _COMPARE: dict[str, Any] = {
@@ -85,34 +91,28 @@ _COMPARE: dict[str, Any] = {
 }
 
 
-class CompareOp(TensorOpDef):
+@register_op
+class CompareOp(TensorOp):
     """``fn(a, b)`` elementwise with numpy broadcasting, an i1 result; ``fn`` in eq ne lt le gt ge.
 
     Ordered comparisons (a NaN operand gives false, except for ``ne``), as ``arith.cmpf o*``.
     """
 
     name = "tensor.compare"
-    num_operands = 2
-    precision = "follow"
+    lhs = operand()
+    rhs = operand()
+    output = result(BOOL_TENSOR)
+    fn = attribute(StrAttr(tuple(_COMPARE)))
+    PRECISION = "follow"
 
-    def verify(self, op: Op) -> list[str]:
-        fn = op.attributes.get("fn")
-        return [] if fn in _COMPARE else [f"unknown comparison {fn!r}"]
 
-    def result_dtype(self, op: Op) -> str:
-        return "i1"
-
-    def fusion(self, op: Op) -> FusionKind:
-        a, b = (v.type.shape for v in op.operands)
+    def fusion_kind(self) -> FusionKind:
+        a, b = (v.type.shape for v in self.operands)
         return "elementwise" if a == b else "broadcast"
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        shape = broadcast_shapes([_ranked(op, 0), _ranked(op, 1)], ctx, op.name)
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        shape = broadcast_shapes([ranked(self, 0), ranked(self, 1)], ctx, self.name)
         return [TensorType(shape, "i1")]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        return [np.asarray(_COMPARE[op.attributes["fn"]](args[0], args[1]), dtype=np.bool_)]
-
-
-for _cls in (IotaOp, CompareOp):
-    register_op(_cls())
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        return [np.asarray(_COMPARE[self.attributes["fn"]](args[0], args[1]), dtype=np.bool_)]

@@ -42,36 +42,32 @@ import numpy as np
 from neuralc.ir.core import Block, BlockArgument, Op, OpResult, Region, Value
 from neuralc.ir.dialects.tensor import (
     EvalContext,
-    TensorOpDef,
-    _axes,
-    _np_dtype,
-    _ranked,
+    TensorOp,
+    check_axes,
     concrete,
+    ranked,
 )
 from neuralc.ir.dims import Dim
-from neuralc.ir.opdef import register_op
-from neuralc.ir.regions import infer_block, run_block
+from neuralc.ir.numeric import np_dtype
+from neuralc.ir.opdef import (
+    BOOL,
+    IntAttr,
+    ListAttr,
+    attribute,
+    operand,
+    region,
+    register_op,
+    result,
+    var_operand,
+    var_result,
+)
+from neuralc.ir.regions import infer_block, run_block, type_problems
 from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str, unranked
 
 if TYPE_CHECKING:
     from neuralc.ir.builder import TensorBuilder
 
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _defined_inside(op: Op) -> set[int]:
-    """Ids of every block argument and op result inside ``op``'s regions."""
-    out: set[int] = set()
-    for region in op.regions:
-        for block in region.blocks:
-            out.update(id(a) for a in block.args)
-            for inner in block.ops:
-                out.update(id(r) for r in inner.results)
-                out |= _defined_inside(inner)
-    return out
 
 
 def _without(shape: tuple[Dim, ...], axis: int) -> tuple[Dim, ...]:
@@ -82,35 +78,32 @@ def _with(shape: tuple[Dim, ...], axis: int, d: Dim) -> tuple[Dim, ...]:
     return shape[:axis] + (d,) + shape[axis:]
 
 
-class ScanOp(TensorOpDef):
+@register_op
+class ScanOp(TensorOp):
     """A loop over ``axis`` of its sequences, carrying states; see the module docstring."""
 
     name = "tensor.scan"
-    num_operands = None
-    num_results = None
-    num_regions = 1
-    fusion_kind = "opaque"
-    precision = "never"
+    inputs = var_operand()
+    outputs = var_result()
+    body = region()
+    num_scanned = attribute(IntAttr(1))
+    num_carried = attribute(IntAttr(0))
+    axis = attribute(IntAttr(0))
+    reverse = attribute(BOOL)
+    isolated_from_above = True
+    FUSION = "opaque"
+    PRECISION = "never"
 
     # -- structure ---------------------------------------------------------------------
-    def split(self, op: Op) -> tuple[int, int]:
+    def split(self) -> tuple[int, int]:
         """(number of scanned sequences, number of carried states)."""
-        return int(op.attributes["num_scanned"]), int(op.attributes["num_carried"])
+        return int(self.num_scanned), int(self.num_carried)
 
-    def verify(self, op: Op) -> list[str]:
+    def verify_extra(self) -> list[str]:
+        op = self
         a = op.attributes
         errs: list[str] = []
-        if not (_is_int(a.get("num_scanned")) and a["num_scanned"] >= 1):
-            errs.append("'num_scanned' must be a positive int")
-        if not (_is_int(a.get("num_carried")) and a["num_carried"] >= 0):
-            errs.append("'num_carried' must be a non-negative int")
-        if not (_is_int(a.get("axis")) and a["axis"] >= 0):
-            errs.append("'axis' must be a non-negative int")
-        if not isinstance(a.get("reverse"), bool):
-            errs.append("'reverse' must be a bool")
-        if errs:
-            return errs
-        ns, nc = self.split(op)
+        ns, nc = self.split()
         if len(op.operands) < ns + nc:
             errs.append(f"has {len(op.operands)} operands, fewer than its {ns} sequences and "
                         f"{nc} states")
@@ -127,14 +120,6 @@ class ScanOp(TensorOpDef):
             errs.append(f"yields {len(term.operands)} values, fewer than its {nc} states")
         elif len(term.operands) != len(op.results):
             errs.append(f"yields {len(term.operands)} values for {len(op.results)} results")
-        inside = _defined_inside(op)
-        for inner in op.walk():
-            if inner is op:
-                continue
-            for i, v in enumerate(inner.operands):
-                if id(v) not in inside:
-                    errs.append(f"its body reads a value from outside ({inner.name} operand "
-                                f"#{i}); pass it as an operand of the scan")
         if errs or len(body.args) != len(op.operands):
             return errs
         for i, (v, arg) in enumerate(zip(op.operands, body.args)):
@@ -145,23 +130,24 @@ class ScanOp(TensorOpDef):
                                 f"{shape_str(want.shape)}")
                     continue
                 want = want.with_shape(_without(want.shape, a["axis"]))
-            errs += _type_problems(arg.type, want, f"block argument {i}")
+            errs += type_problems(arg.type, want, f"block argument {i}")
         n_out = len(term.operands) - nc
         for k in range(nc):
-            errs += _type_problems(term.operands[n_out + k].type, op.operands[ns + k].type,
+            errs += type_problems(term.operands[n_out + k].type, op.operands[ns + k].type,
                                    f"yielded state {k}")
-            errs += _type_problems(op.results[n_out + k].type, op.operands[ns + k].type,
+            errs += type_problems(op.results[n_out + k].type, op.operands[ns + k].type,
                                    f"final state {k}")
         return errs
 
     # -- shapes ------------------------------------------------------------------------
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        ns, nc = self.split(op)
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        op = self
+        ns, nc = self.split()
         axis = int(op.attributes["axis"])
         body = op.regions[0].blocks[0]
         length: Dim | None = None
         for i in range(ns):
-            shape = _ranked(op, i)
+            shape = ranked(op, i)
             if axis >= len(shape):
                 raise ShapeError(f"{op.name}: axis {axis} is out of range for sequence "
                                  f"{shape_str(shape)}")
@@ -169,7 +155,7 @@ class ScanOp(TensorOpDef):
                 length, shape[axis], f"{op.name} length of sequence {i}")
         assert length is not None
         for i, arg in enumerate(body.args):
-            shape = tuple(ctx.resolve(d) for d in _ranked(op, i))
+            shape = tuple(ctx.resolve(d) for d in ranked(op, i))
             arg.type = op.operands[i].type.with_shape(_without(shape, axis) if i < ns else shape)
         term = _infer_block(body, ctx, op.name)
         n_out = len(term.operands) - nc
@@ -193,8 +179,9 @@ class ScanOp(TensorOpDef):
         return outs + finals
 
     # -- semantics ---------------------------------------------------------------------
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        ns, nc = self.split(op)
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        op = self
+        ns, nc = self.split()
         axis = int(op.attributes["axis"])
         seqs, states, reads = args[:ns], list(args[ns:ns + nc]), args[ns + nc:]
         body = op.regions[0].blocks[0]
@@ -212,38 +199,27 @@ class ScanOp(TensorOpDef):
         for k in range(n_out):
             t = op.results[k].type
             if length == 0:
-                outs.append(np.zeros(concrete(t, ctx), _np_dtype(t.dtype)))
+                outs.append(np.zeros(concrete(t, ctx), np_dtype(t.dtype)))
             else:
                 outs.append(np.stack(stacked[k], axis=axis))  # type: ignore[arg-type]
         return outs + [np.asarray(s) for s in states]
-
-
-def _type_problems(got: TensorType, want: TensorType, what: str) -> list[str]:
-    """Element type and rank must agree; static sizes too (symbols may be renamed later by
-    shape inference outside the body, so only numbers are compared)."""
-    if got.dtype != want.dtype:
-        return [f"{what} is {got}, expected {want}"]
-    if got.shape is None or want.shape is None:
-        return []
-    if len(got.shape) != len(want.shape) or any(
-            _is_int(d) and _is_int(e) and d != e for d, e in zip(got.shape, want.shape)):
-        return [f"{what} is {got}, expected {want}"]
-    return []
 
 
 def _infer_block(body: Block, ctx: ShapeContext, owner: str) -> Op:
     return infer_block(body, ctx, "tensor.scan_yield", owner)
 
 
-class ScanYieldOp(TensorOpDef):
+@register_op
+class ScanYieldOp(TensorOp):
     """Ends a ``tensor.scan`` body: the step's outputs, then the new states."""
 
     name = "tensor.scan_yield"
-    num_operands = None
-    num_results = 0
-    fusion_kind = "none"
+    values = var_operand()
+    terminator = True
+    FUSION = "none"
 
-    def verify(self, op: Op) -> list[str]:
+    def verify_extra(self) -> list[str]:
+        op = self
         parent = op.parent_op()
         if parent is None or parent.name != "tensor.scan":
             return ["tensor.scan_yield must end a tensor.scan body"]
@@ -253,36 +229,36 @@ class ScanYieldOp(TensorOpDef):
         return []
 
 
-class ReverseOp(TensorOpDef):
+@register_op
+class ReverseOp(TensorOp):
     """``x`` with the order of its elements along ``axes`` reversed (``np.flip``, TOSA and
     StableHLO ``reverse``). Used where a sequence is read last to first (Keras's
     ``go_backwards`` output order)."""
 
     name = "tensor.reverse"
-    num_operands = 1
-    fusion_kind = "injective"
+    input = operand()
+    output = result()
+    axes = attribute(ListAttr(IntAttr(), non_empty=True))
+    FUSION = "injective"
 
-    def verify(self, op: Op) -> list[str]:
-        axes = op.attributes.get("axes")
-        if not (isinstance(axes, list) and axes and all(_is_int(a) for a in axes)):
-            return ["'axes' must be a non-empty list of ints"]
-        return []
-
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        shape = _ranked(op)
-        axes = _axes(op.attributes["axes"], len(shape), op.name)
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        op = self
+        shape = ranked(op)
+        axes = check_axes(op.attributes["axes"], len(shape), op.name)
         if len(set(axes)) != len(axes):
             raise ShapeError(f"{op.name}: axes {op.attributes['axes']} repeat an axis")
         return [op.operands[0].type.with_shape(shape)]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        op = self
         x = args[0]
         return [np.flip(x, axis=tuple(a % x.ndim for a in op.attributes["axes"])).copy()]
 
-    def canonicalize(self, op: Op, rewriter: Any) -> bool:
+    def canonicalize(self, rewriter: Any) -> bool:
         # reverse(reverse(y, axes), axes) == y
+        op = self
         inner = getattr(op.operands[0], "op", None)
-        if inner is None or inner.name != self.name or op.operands[0].type.shape is None:
+        if not isinstance(inner, ReverseOp) or op.operands[0].type.shape is None:
             return False
         rank = len(op.operands[0].type.shape)
         mine = {a % rank for a in op.attributes["axes"]}
@@ -292,9 +268,6 @@ class ReverseOp(TensorOpDef):
         return True
 
 
-SCAN = register_op(ScanOp())
-register_op(ScanYieldOp())
-register_op(ReverseOp())
 
 
 # -- building a scan while lowering ----------------------------------------------------------
@@ -340,7 +313,7 @@ def build_scan(b: TensorBuilder, seqs: list[Value], init: list[Value], reads: li
     assert b.anchor.parent is not None
     b.anchor.parent.insert_before(b.anchor, op)
     b.created.append(op)
-    for r, t in zip(op.results, SCAN.infer_types(op, b.unifier)):
+    for r, t in zip(op.results, op.infer_types(b.unifier)):
         r.type = t
     results: list[OpResult] = list(op.results)
     return list(results[:len(outs)]), list(results[len(outs):])

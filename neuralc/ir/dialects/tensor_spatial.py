@@ -24,9 +24,21 @@ from typing import Any
 import numpy as np
 
 from neuralc.ir.core import Op
-from neuralc.ir.dialects.tensor import EvalContext, TensorOpDef, _ranked
+from neuralc.ir.dialects.tensor import PADDING, EvalContext, TensorOp, ranked
 from neuralc.ir.dims import Dim
-from neuralc.ir.opdef import register_op
+from neuralc.ir.opdef import (
+    NON_NEGATIVE,
+    NUMBER,
+    POSITIVE,
+    POSITIVE_INTS,
+    ListAttr,
+    StrAttr,
+    attribute,
+    operand,
+    opt_attribute,
+    register_op,
+    result,
+)
 from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.ir.windows import (
@@ -43,35 +55,17 @@ from neuralc.ir.windows import (
 # -- attribute checks shared by the ops ------------------------------------------------------
 
 
-def _int_list(v: Any, low: int) -> bool:
-    return isinstance(v, list) and bool(v) and all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= low for x in v)
-
-
-def _explicit_pads(p: Any) -> bool:
-    return isinstance(p, list) and bool(p) and all(
-        isinstance(q, list) and len(q) == 2
-        and all(isinstance(x, int) and not isinstance(x, bool) for x in q) for q in p)
-
-
-def _check_lists(op: Op, names: tuple[str, ...], low: int) -> list[str]:
-    errs = []
-    lengths = set()
-    for k in names:
-        v = op.attributes.get(k)
-        if not _int_list(v, low):
-            word = "positive" if low == 1 else "non-negative"
-            errs.append(f"'{k}' must be a non-empty list of {word} ints")
-        else:
-            lengths.add(len(v))
+def _same_lengths(op: Op, names: tuple[str, ...]) -> list[str]:
+    """Per-axis list attributes must have one entry per spatial axis each."""
+    lengths = {len(op.attributes[k]) for k in names if isinstance(op.attributes.get(k), list)}
     if len(lengths) > 1:
-        errs.append(f"{', '.join(repr(k) for k in names)} must have one entry per spatial axis")
-    return errs
+        return [f"{', '.join(repr(k) for k in names)} must have one entry per spatial axis"]
+    return []
 
 
 def _spatial_input(op: Op, n: int) -> tuple[Dim, ...]:
     """The channels-last operand 0 with ``n`` spatial axes, or a ShapeError."""
-    x = _ranked(op)
+    x = ranked(op)
     if len(x) != n + 2:
         raise ShapeError(f"{op.name} with {n} spatial axes needs a channels-last operand of rank "
                          f"{n + 2}, got {shape_str(x)}")
@@ -87,7 +81,8 @@ def _non_empty(op: Op, spatial: tuple[Dim, ...], x: tuple[Dim, ...]) -> None:
 # -- pooling ---------------------------------------------------------------------------------
 
 
-class PoolOp(TensorOpDef):
+@register_op
+class PoolOp(TensorOp):
     """Max or average over sliding windows on the spatial axes of channels-last input.
 
     ``kind`` is "max" or "avg"; ``window`` and ``strides`` have one entry per spatial axis;
@@ -100,30 +95,27 @@ class PoolOp(TensorOpDef):
     """
 
     name = "tensor.pool"
-    num_operands = 1
-    fusion_kind = "output_fusible"
-    precision = "follow"
+    input = operand()
+    output = result()
+    kind = attribute(StrAttr(("max", "avg")))
+    window = attribute(POSITIVE_INTS)
+    strides = attribute(POSITIVE_INTS)
+    padding = attribute(PADDING)
+    FUSION = "output_fusible"
+    PRECISION = "follow"
 
-    def verify(self, op: Op) -> list[str]:
-        a = op.attributes
-        errs = [] if a.get("kind") in ("max", "avg") else ["'kind' must be \"max\" or \"avg\""]
-        errs += _check_lists(op, ("window", "strides"), 1)
-        p = a.get("padding")
-        if isinstance(p, list):
-            if not _explicit_pads(p):
-                errs.append("explicit 'padding' must be [[lo, hi], ...]")
-            elif _int_list(a.get("window"), 1) and (
-                    len(p) != len(a["window"])
-                    or any(not 0 <= v < k for q, k in zip(p, a["window"]) for v in q)):
-                errs.append("explicit 'padding' needs one [lo, hi] per spatial axis, each in "
-                            "[0, window)")
-        elif p not in ("valid", "same"):
-            errs.append('\'padding\' must be "valid", "same" or [[lo, hi], ...]')
+    def verify_extra(self) -> list[str]:
+        errs = _same_lengths(self, ("window", "strides"))
+        p = self.padding
+        if isinstance(p, list) and (len(p) != len(self.window) or any(
+                not 0 <= v < k for q, k in zip(p, self.window) for v in q)):
+            errs.append("explicit 'padding' needs one [lo, hi] per spatial axis, each in "
+                        "[0, window)")
         return errs
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        a = op.attributes
-        x = _spatial_input(op, len(a["window"]))
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        a = self.attributes
+        x = _spatial_input(self, len(a["window"]))
         spatial = []
         for i, (d, k, s) in enumerate(zip(x[1:-1], a["window"], a["strides"])):
             if isinstance(a["padding"], list):
@@ -131,11 +123,11 @@ class PoolOp(TensorOpDef):
                 spatial.append(window_out_dim(d + lo + hi, k, s, 1, "valid"))
             else:
                 spatial.append(window_out_dim(d, k, s, 1, a["padding"]))
-        _non_empty(op, tuple(spatial), x)
-        return [op.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
+        _non_empty(self, tuple(spatial), x)
+        return [self.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        a = op.attributes
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        a = self.attributes
         x = args[0]
         k, s = a["window"], a["strides"]
         ones = [1] * len(k)
@@ -154,7 +146,8 @@ class PoolOp(TensorOpDef):
         return [(total / count).astype(x.dtype)]
 
 
-class AdaptivePoolOp(TensorOpDef):
+@register_op
+class AdaptivePoolOp(TensorOp):
     """Max or average over PyTorch's adaptive windows to a fixed ``output_size``.
 
     Output ``i`` of a spatial axis of ``n`` elements pools ``[floor(i * n / out),
@@ -165,26 +158,24 @@ class AdaptivePoolOp(TensorOpDef):
     """
 
     name = "tensor.adaptive_pool"
-    num_operands = 1
-    fusion_kind = "output_fusible"
-    precision = "follow"
+    input = operand()
+    output = result()
+    kind = attribute(StrAttr(("max", "avg")))
+    output_size = attribute(POSITIVE_INTS)
+    FUSION = "output_fusible"
+    PRECISION = "follow"
 
-    def verify(self, op: Op) -> list[str]:
-        errs = [] if op.attributes.get("kind") in ("max", "avg") else [
-            "'kind' must be \"max\" or \"avg\""]
-        return errs + _check_lists(op, ("output_size",), 1)
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        out = self.attributes["output_size"]
+        x = _spatial_input(self, len(out))
+        return [self.operands[0].type.with_shape((x[0], *out, x[-1]))]
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        out = op.attributes["output_size"]
-        x = _spatial_input(op, len(out))
-        return [op.operands[0].type.with_shape((x[0], *out, x[-1]))]
-
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        fn = np.max if op.attributes["kind"] == "max" else np.mean
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+        fn = np.max if self.attributes["kind"] == "max" else np.mean
         y = args[0].astype(np.float64)
-        for axis, out in enumerate(op.attributes["output_size"], start=1):
+        for axis, out in enumerate(self.attributes["output_size"], start=1):
             if y.shape[axis] < 1:
-                raise ValueError(f"{op.name} cannot pool an empty axis {axis}")
+                raise ValueError(f"{self.name} cannot pool an empty axis {axis}")
             index: list[Any] = [slice(None)] * y.ndim
             parts = []
             for lo, hi in adaptive_bounds(y.shape[axis], out):
@@ -197,7 +188,8 @@ class AdaptivePoolOp(TensorOpDef):
 # -- padding and resizing --------------------------------------------------------------------
 
 
-class PadOp(TensorOpDef):
+@register_op
+class PadOp(TensorOp):
     """Pads every axis by ``pads[i] = [lo, hi]`` (non-negative) elements of ``value`` (0.0).
 
     General over the axes (not only the spatial ones) so that any layout's explicit padding is
@@ -205,31 +197,25 @@ class PadOp(TensorOpDef):
     """
 
     name = "tensor.pad"
-    num_operands = 1
-    fusion_kind = "injective"
+    input = operand()
+    output = result()
+    pads = attribute(ListAttr(ListAttr(NON_NEGATIVE, length=2)))
+    value = attribute(NUMBER, default=0.0)
+    FUSION = "injective"
 
-    def verify(self, op: Op) -> list[str]:
-        a = op.attributes
-        errs = []
-        if not (_explicit_pads(a.get("pads")) and all(v >= 0 for q in a["pads"] for v in q)):
-            errs.append("'pads' must be [[lo, hi], ...] of non-negative ints, one per axis")
-        v = a.get("value", 0.0)
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            errs.append("'value' must be a number")
-        return errs
-
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        x = _ranked(op)
-        pads = op.attributes["pads"]
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        x = ranked(self)
+        pads = self.attributes["pads"]
         if len(pads) != len(x):
-            raise ShapeError(f"{op.name}: {len(pads)} [lo, hi] pairs for an operand of rank "
+            raise ShapeError(f"{self.name}: {len(pads)} [lo, hi] pairs for an operand of rank "
                              f"{len(x)}")
-        return [op.operands[0].type.with_shape(tuple(d + lo + hi for d, (lo, hi) in zip(x, pads)))]
+        shape = tuple(d + lo + hi for d, (lo, hi) in zip(x, pads))
+        return [self.operands[0].type.with_shape(shape)]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
-        pads = [(lo, hi) for lo, hi in op.attributes["pads"]]
-        value = op.attributes.get("value", 0.0)
+        pads = [(lo, hi) for lo, hi in self.attributes["pads"]]
+        value = self.attributes.get("value", 0.0)
         return [np.pad(x, pads, mode="constant", constant_values=value).astype(x.dtype)]
 
 
@@ -253,7 +239,8 @@ def _linear_resample(x: np.ndarray, axis: int, factor: int) -> np.ndarray:
     return np.take(x, lo, axis=axis) * (1.0 - frac) + np.take(x, hi, axis=axis) * frac
 
 
-class ResizeOp(TensorOpDef):
+@register_op
+class ResizeOp(TensorOp):
     """Upsamples the spatial axes of channels-last input by integer factors ``scale``.
 
     ``mode`` "nearest" repeats each element ``scale`` times (output ``i`` reads ``i //
@@ -264,24 +251,22 @@ class ResizeOp(TensorOpDef):
     """
 
     name = "tensor.resize"
-    num_operands = 1
-    fusion_kind = "injective"
+    input = operand()
+    output = result()
+    mode = attribute(StrAttr(_RESIZE_MODES))
+    scale = attribute(POSITIVE_INTS)
+    FUSION = "injective"
 
-    def verify(self, op: Op) -> list[str]:
-        errs = [] if op.attributes.get("mode") in _RESIZE_MODES else [
-            "'mode' must be \"nearest\" or \"linear\""]
-        return errs + _check_lists(op, ("scale",), 1)
-
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        scale = op.attributes["scale"]
-        x = _spatial_input(op, len(scale))
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        scale = self.attributes["scale"]
+        x = _spatial_input(self, len(scale))
         spatial = tuple(d * f for d, f in zip(x[1:-1], scale))
-        return [op.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
+        return [self.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
-        scale = op.attributes["scale"]
-        if op.attributes["mode"] == "nearest":
+        scale = self.attributes["scale"]
+        if self.attributes["mode"] == "nearest":
             y = x
             for axis, f in enumerate(scale, start=1):
                 y = np.repeat(y, f, axis=axis)
@@ -295,7 +280,8 @@ class ResizeOp(TensorOpDef):
 # -- transposed convolution ------------------------------------------------------------------
 
 
-class ConvTransposeOp(TensorOpDef):
+@register_op
+class ConvTransposeOp(TensorOp):
     """Transposed convolution of channels-last input with a ``(in, out / groups, *k)`` weight.
 
     Input position ``o`` with tap ``t`` lands on ``o * stride + t * dilation`` of the full
@@ -310,31 +296,30 @@ class ConvTransposeOp(TensorOpDef):
     """
 
     name = "tensor.conv_transpose"
-    num_operands = 2
-    fusion_kind = "output_fusible"
-    precision = "low"
+    input = operand()
+    weight = operand()
+    output = result()
+    strides = attribute(POSITIVE_INTS)
+    dilation = attribute(POSITIVE_INTS)
+    groups = attribute(POSITIVE)
+    padding = attribute(PADDING)
+    output_padding = opt_attribute(ListAttr(NON_NEGATIVE, non_empty=True))
+    FUSION = "output_fusible"
+    PRECISION = "low"
 
-    def verify(self, op: Op) -> list[str]:
-        a = op.attributes
-        errs = _check_lists(op, ("strides", "dilation"), 1)
-        if not (isinstance(a.get("groups"), int) and a["groups"] >= 1):
-            errs.append("'groups' must be a positive int")
-        p = a.get("padding")
+    def verify_extra(self) -> list[str]:
+        errs = _same_lengths(self, ("strides", "dilation"))
+        p = self.padding
         if isinstance(p, list):
-            if not (_explicit_pads(p) and all(q[0] >= 0 for q in p)):
+            if any(q[0] < 0 for q in p):
                 errs.append("explicit 'padding' must be [[lo, hi], ...] with lo >= 0")
-            if a.get("output_padding") is not None:
+            if self.output_padding is not None:
                 errs.append("'output_padding' goes with \"valid\" or \"same\" padding only")
-        elif p not in ("valid", "same"):
-            errs.append('\'padding\' must be "valid", "same" or [[lo, hi], ...]')
-        opad = a.get("output_padding")
-        if opad is not None and not _int_list(opad, 0):
-            errs.append("'output_padding' must be a list of non-negative ints")
         return errs
 
-    def _geometry(self, op: Op, size: Dim, i: int, k: int) -> tuple[Dim, int | None]:
+    def _geometry(self, size: Dim, i: int, k: int) -> tuple[Dim, int | None]:
         """Output length of spatial axis ``i``, and its start crop when it is static."""
-        a = op.attributes
+        a = self.attributes
         s, d = a["strides"][i], a["dilation"][i]
         if isinstance(a["padding"], list):
             lo, hi = a["padding"][i]
@@ -345,31 +330,32 @@ class ConvTransposeOp(TensorOpDef):
             return out, transpose_crop(size, k, s, d, out)
         return out, None
 
-    def infer_types(self, op: Op, ctx: ShapeContext) -> list[TensorType]:
-        x, w = _ranked(op, 0), _ranked(op, 1)
-        a = op.attributes
+    def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
+        x, w = ranked(self, 0), ranked(self, 1)
+        a = self.attributes
         nd = len(x) - 2
         if nd < 1 or len(w) != nd + 2 or len(a["strides"]) != nd or len(a["dilation"]) != nd:
-            raise ShapeError(f"{op.name}: weight {shape_str(w)} does not fit input {shape_str(x)}")
+            raise ShapeError(f"{self.name}: weight {shape_str(w)} does not fit input "
+                             f"{shape_str(x)}")
         for what in ("padding", "output_padding"):
             v = a.get(what)
             if isinstance(v, list) and len(v) != nd:
-                raise ShapeError(f"{op.name}: '{what}' needs {nd} entries, got {len(v)}")
-        ctx.unify(x[-1], w[0], f"{op.name} input channels")
+                raise ShapeError(f"{self.name}: '{what}' needs {nd} entries, got {len(v)}")
+        ctx.unify(x[-1], w[0], f"{self.name} input channels")
         if isinstance(w[0], int) and w[0] % a["groups"]:
-            raise ShapeError(f"{op.name}: {w[0]} input channels do not split into "
+            raise ShapeError(f"{self.name}: {w[0]} input channels do not split into "
                              f"{a['groups']} groups")
         spatial = []
         for i in range(nd):
             k = w[2 + i]
             assert isinstance(k, int)
-            spatial.append(self._geometry(op, x[1 + i], i, k)[0])
-        _non_empty(op, tuple(spatial), x)
-        return [op.operands[0].type.with_shape((x[0], *spatial, w[1] * a["groups"]))]
+            spatial.append(self._geometry(x[1 + i], i, k)[0])
+        _non_empty(self, tuple(spatial), x)
+        return [self.operands[0].type.with_shape((x[0], *spatial, w[1] * a["groups"]))]
 
-    def evaluate(self, op: Op, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
+    def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x, w = args[0].astype(np.float32), args[1].astype(np.float32)
-        a = op.attributes
+        a = self.attributes
         s, d, g = a["strides"], a["dilation"], a["groups"]
         k = list(w.shape[2:])
         batch, spatial, c = x.shape[0], x.shape[1:-1], x.shape[-1]
@@ -384,7 +370,7 @@ class ConvTransposeOp(TensorOpDef):
             where = tuple(slice(t * di, t * di + (n - 1) * si + 1, si)
                           for t, di, n, si in zip(tap, d, spatial, s))
             acc[(slice(None), *where, slice(None))] += contrib
-        geo = [self._geometry(op, n, i, ki) for i, (n, ki) in enumerate(zip(spatial, k))]
+        geo = [self._geometry(n, i, ki) for i, (n, ki) in enumerate(zip(spatial, k))]
         outs = [int(o) for o, _ in geo]
         crops = [int(cr) for _, cr in geo]  # static: the sizes are concrete here
         y = np.zeros((batch, *outs, fg * g), np.float32)
@@ -394,5 +380,3 @@ class ConvTransposeOp(TensorOpDef):
         return [y.astype(args[0].dtype)]
 
 
-for _cls in (PoolOp, AdaptivePoolOp, PadOp, ResizeOp, ConvTransposeOp):
-    register_op(_cls())
