@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from neuralc.ir.core import Op, Value
+from neuralc.ir.core import Op, Rewriter, Value
 from neuralc.ir.opdef import DefinedOp
 from neuralc.ir.shapes import ShapeContext
 from neuralc.ir.types import TensorType, unranked
@@ -25,8 +25,10 @@ class WeightType(Protocol):
 
 
 class TensorBuilder:
-    def __init__(self, anchor: Op, weights: dict[str, WeightType], unifier: ShapeContext):
+    def __init__(self, anchor: Op, weights: dict[str, WeightType], unifier: ShapeContext,
+                 rewriter: Rewriter | None = None):
         self.anchor = anchor
+        self.rewriter = rewriter or Rewriter()
         self.layer = str(anchor.attributes.get("name", ""))
         self.weight_specs = weights
         self.unifier = unifier
@@ -44,14 +46,17 @@ class TensorBuilder:
         if self.anchor.attributes.get("precision") == "fp32":
             attrs["precision"] = "fp32"  # the layer is pinned: so is every op it becomes
         op = Op(name, operands, types, attrs, location=self.anchor.location)
-        assert self.anchor.parent is not None
-        self.anchor.parent.insert_before(self.anchor, op)
-        self.created.append(op)
+        self.insert(op)
         assert isinstance(op, DefinedOp), f"unknown tensor op {name}"
         inferred = op.infer_types(self.unifier)
         for r, t in zip(op.results, inferred):
             r.type = t
         return list(op.results)
+
+    def insert(self, op: Op) -> None:
+        """Put ``op`` before the anchor (through the rewriter) and remember it."""
+        self.rewriter.insert_before(self.anchor, op)
+        self.created.append(op)
 
     def weight(self, param: str) -> Value:
         """The layer's weight ``param`` as a constant (PyTorch layout)."""

@@ -372,6 +372,14 @@ class Rewriter:
         block.append(op)
         self._modified(op)
 
+    def permute(self, block: Block, order: list[Op]) -> None:
+        """Reorder ``block``'s ops as ``order`` (the same ops: a scheduling pass's result)."""
+        if sorted(map(id, order)) != sorted(map(id, block.ops)):
+            raise ValueError("permute: the new order must hold exactly the block's ops")
+        block.ops = list(order)
+        for op in order:
+            self._modified(op)
+
     # -- replacement and erasure -------------------------------------------------------------
     def replace_all_uses(self, old: Value, new: Value) -> None:
         users = old.users()

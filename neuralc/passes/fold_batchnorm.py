@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from neuralc.ir.core import Module, Op, Rewriter, Value, func_body
+from neuralc.ir.core import Module, Op, Rewriter, Value
+from neuralc.ir.dialects.tensor import ConvOp, MatmulOp
+from neuralc.ir.rewrite import RewritePattern, apply_patterns
 from neuralc.ir.types import TensorType
 from neuralc.passes.analysis import is_load_time
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
 
 
-def hoist_before(anchor: Op, values: list[Value]) -> None:
+def hoist_before(anchor: Op, values: list[Value], rewriter: Rewriter) -> None:
     """Move the load-time ops computing ``values`` (and what they read) before ``anchor``.
 
     BatchNorm's scale and shift are computed after the conv they follow; folding uses them in
@@ -42,8 +44,7 @@ def hoist_before(anchor: Op, values: list[Value]) -> None:
     pos = block.ops.index(anchor)
     movers = [op for op in block.ops[pos + 1:] if id(op) in needed]
     for op in movers:
-        block.ops.remove(op)
-        block.insert_before(anchor, op)
+        rewriter.move_before(op, anchor)
 
 
 def _per_channel(v: Value, channels: object) -> bool:
@@ -58,90 +59,97 @@ def _single_use(v: Value) -> bool:
 
 
 class _Folder:
-    def __init__(self, anchor: Op):
+    def __init__(self, anchor: Op, rewriter: Rewriter):
         self.anchor = anchor
+        self.rewriter = rewriter
 
     def op(self, name: str, operands: list[Value], attrs: dict, t: TensorType) -> Value:
         new = Op(name, operands, [t], attrs, location=self.anchor.location)
-        assert self.anchor.parent is not None
-        self.anchor.parent.insert_before(self.anchor, new)
+        self.rewriter.insert_before(self.anchor, new)
         return new.result
 
 
+class FoldAffineIntoWeights(RewritePattern):
+    """conv/matmul(x, W) [+ b] then * scale [+ shift], per output channel, with W, b, scale
+    and shift load-time values: becomes conv/matmul(x, W * scale) + (b * scale + shift)."""
+
+    roots = (ConvOp, MatmulOp)
+
+    def match_and_rewrite(self, op: Op, rewriter: Rewriter) -> bool:
+        if isinstance(op, MatmulOp) and not op.transpose_b:
+            return False
+        weight = op.operands[1]
+        if not is_load_time(weight) or weight.type.shape is None:
+            return False
+        return _fold(op, weight, rewriter)
+
+
+def _fold(op: Op, weight: Value, rewriter: Rewriter) -> bool:
+    out_ch = weight.type.shape[0]
+    y = op.result
+    bias: Value | None = None
+    bias_op: Op | None = None
+    # Optional bias add.
+    users = y.users()
+    if (len(users) == 1 and users[0].name == "tensor.binary"
+            and users[0].attributes["fn"] == "add"):
+        other = [v for v in users[0].operands if v is not y]
+        if other and is_load_time(other[0]) and _per_channel(other[0], out_ch):
+            bias, bias_op = other[0], users[0]
+    z = bias_op.result if bias_op is not None else y
+    mul = z.users()
+    if not (_single_use(z) and len(mul) == 1 and mul[0].name == "tensor.binary"
+            and mul[0].attributes["fn"] == "mul"):
+        return False
+    scale = [v for v in mul[0].operands if v is not z]
+    if not scale or not is_load_time(scale[0]) or not _per_channel(scale[0], out_ch):
+        return False
+    scale_v = scale[0]
+    m = mul[0].result
+    add = m.users()
+    shift_v: Value | None = None
+    add_op: Op | None = None
+    if _single_use(m) and len(add) == 1 and add[0].name == "tensor.binary" \
+            and add[0].attributes["fn"] == "add":
+        other = [v for v in add[0].operands if v is not m]
+        if other and is_load_time(other[0]) and _per_channel(other[0], out_ch):
+            shift_v, add_op = other[0], add[0]
+    hoist_before(op, [v for v in (scale_v, shift_v, bias) if v is not None], rewriter)
+    f = _Folder(op, rewriter)
+    wt = weight.type
+    assert wt.shape is not None
+    flat_scale = f.op("tensor.reshape", [scale_v], {}, TensorType((out_ch,), "f32"))
+    s_shape = (out_ch,) + (1,) * (len(wt.shape) - 1)
+    s_w = f.op("tensor.reshape", [flat_scale], {}, TensorType(s_shape, wt.dtype))
+    new_w = f.op("tensor.binary", [weight, s_w], {"fn": "mul"}, wt)
+    new_b: Value | None = None
+    if bias is not None:
+        flat_b = f.op("tensor.reshape", [bias], {}, TensorType((out_ch,), "f32"))
+        new_b = f.op("tensor.binary", [flat_b, flat_scale], {"fn": "mul"},
+                     TensorType((out_ch,), "f32"))
+    if shift_v is not None:
+        flat_t = f.op("tensor.reshape", [shift_v], {}, TensorType((out_ch,), "f32"))
+        new_b = flat_t if new_b is None else f.op(
+            "tensor.binary", [new_b, flat_t], {"fn": "add"}, TensorType((out_ch,), "f32"))
+    rewriter.set_operand(op, 1, new_w)
+    last = add_op if add_op is not None else mul[0]
+    out: Value = op.result
+    if new_b is not None:
+        badd = Op("tensor.binary", [op.result, new_b], [op.result.type], {"fn": "add"},
+                  location=last.location)
+        rewriter.insert_before(last, badd)
+        out = badd.result
+    # Replace the affine chain by the folded conv (+ bias).
+    rewriter.replace_all_uses(last.results[0], out)
+    for dead in (add_op, mul[0], bias_op):
+        if dead is not None and dead.parent is not None and not dead.results[0].uses:
+            rewriter.erase_op(dead)
+    return True
+
+
 def fold(module: Module) -> int:
-    rewriter = Rewriter()
-    folded = 0
-    for func in module.funcs:
-        for op in list(func_body(func).ops):
-            if op.parent is None or op.name not in ("tensor.conv", "tensor.matmul"):
-                continue
-            if op.name == "tensor.matmul" and not op.attributes.get("transpose_b"):
-                continue
-            weight = op.operands[1]
-            if not is_load_time(weight) or weight.type.shape is None:
-                continue
-            out_ch = weight.type.shape[0]
-            y = op.result
-            bias: Value | None = None
-            bias_op: Op | None = None
-            # Optional bias add.
-            users = y.users()
-            if (len(users) == 1 and users[0].name == "tensor.binary"
-                    and users[0].attributes["fn"] == "add"):
-                other = [v for v in users[0].operands if v is not y]
-                if other and is_load_time(other[0]) and _per_channel(other[0], out_ch):
-                    bias, bias_op = other[0], users[0]
-            z = bias_op.result if bias_op is not None else y
-            mul = z.users()
-            if not (_single_use(z) and len(mul) == 1 and mul[0].name == "tensor.binary"
-                    and mul[0].attributes["fn"] == "mul"):
-                continue
-            scale = [v for v in mul[0].operands if v is not z]
-            if not scale or not is_load_time(scale[0]) or not _per_channel(scale[0], out_ch):
-                continue
-            scale_v = scale[0]
-            m = mul[0].result
-            add = m.users()
-            shift_v: Value | None = None
-            add_op: Op | None = None
-            if _single_use(m) and len(add) == 1 and add[0].name == "tensor.binary" \
-                    and add[0].attributes["fn"] == "add":
-                other = [v for v in add[0].operands if v is not m]
-                if other and is_load_time(other[0]) and _per_channel(other[0], out_ch):
-                    shift_v, add_op = other[0], add[0]
-            hoist_before(op, [v for v in (scale_v, shift_v, bias) if v is not None])
-            f = _Folder(op)
-            wt = weight.type
-            assert wt.shape is not None
-            flat_scale = f.op("tensor.reshape", [scale_v], {}, TensorType((out_ch,), "f32"))
-            s_shape = (out_ch,) + (1,) * (len(wt.shape) - 1)
-            s_w = f.op("tensor.reshape", [flat_scale], {}, TensorType(s_shape, wt.dtype))
-            new_w = f.op("tensor.binary", [weight, s_w], {"fn": "mul"}, wt)
-            new_b: Value | None = None
-            if bias is not None:
-                flat_b = f.op("tensor.reshape", [bias], {}, TensorType((out_ch,), "f32"))
-                new_b = f.op("tensor.binary", [flat_b, flat_scale], {"fn": "mul"},
-                             TensorType((out_ch,), "f32"))
-            if shift_v is not None:
-                flat_t = f.op("tensor.reshape", [shift_v], {}, TensorType((out_ch,), "f32"))
-                new_b = flat_t if new_b is None else f.op(
-                    "tensor.binary", [new_b, flat_t], {"fn": "add"}, TensorType((out_ch,), "f32"))
-            op.set_operand(1, new_w)
-            last = add_op if add_op is not None else mul[0]
-            out: Value = op.result
-            if new_b is not None:
-                badd = Op("tensor.binary", [op.result, new_b], [op.result.type], {"fn": "add"},
-                          location=last.location)
-                assert last.parent is not None
-                last.parent.insert_before(last, badd)
-                out = badd.result
-            # Replace the affine chain by the folded conv (+ bias).
-            last.results[0].replace_all_uses_with(out)
-            for dead in (add_op, mul[0], bias_op):
-                if dead is not None and dead.parent is not None and not dead.results[0].uses:
-                    rewriter.erase_op(dead)
-            folded += 1
-    return folded
+    """Fold every per-channel affine that follows a conv or matmul; returns the changes."""
+    return apply_patterns(module, [FoldAffineIntoWeights()], erase_dead=False)
 
 
 @register_pass

@@ -50,7 +50,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from neuralc.ir.core import Block, Module, Op, OpResult, Region, Value, func_body
+from neuralc.ir.core import Block, Module, Op, OpResult, Region, Rewriter, Value, func_body
+from neuralc.ir.dialects.kernel import type_symbols
 from neuralc.ir.types import shape_str
 from neuralc.location import UNKNOWN, FusedLoc, Location, UnknownLoc
 from neuralc.passes.analysis import (
@@ -397,7 +398,7 @@ def _op_names(func: Op) -> dict[int, str]:
     return out
 
 
-def _build_kernel(func: Op, ops: list[Op]) -> Op:
+def _build_kernel(func: Op, ops: list[Op], rewriter: Rewriter) -> Op:
     """Move ``ops`` (in program order) into a new ``kernel.fused`` placed at the last of them.
 
     Outside values become block arguments, scalar constants are cloned in, and results used
@@ -428,24 +429,34 @@ def _build_kernel(func: Op, ops: list[Op]) -> Op:
         # Dead code: yield the unused results so the kernel has results and ``dce`` (which
         # keeps result-less ops) can remove it. Fusion itself deletes nothing.
         outputs = [r for op in ops for r in op.results if not r.uses]
+    used = sorted(kernel_symbols(inputs, outputs, ops))
     kernel = Op("kernel.fused", inputs, [r.type for r in outputs],
-                {"kind": kernel_kind(ops), "name": "fused"},
+                {"kind": kernel_kind(ops), "name": "fused", "symbols": used},
                 regions=[Region([block])], location=fused_location(op.location for op in ops))
-    body.insert_after(ops[-1], kernel)
+    rewriter.insert_after(ops[-1], kernel)
     for old, new in zip(outputs, kernel.results):
         for use in list(old.uses):
             if id(use.op) not in inside:
-                use.op.set_operand(use.index, new)
+                rewriter.set_operand(use.op, use.index, new)
     for c in clones:
-        block.append(c)
+        rewriter.append(block, c)
     for op in ops:
-        body.ops.remove(op)
+        rewriter.move_to_end(op, block)
         for k, v in enumerate(op.operands):
             if id(v) in arg_of:
-                op.set_operand(k, arg_of[id(v)])
-        block.append(op)
-    block.append(Op("kernel.yield", outputs))
+                rewriter.set_operand(op, k, arg_of[id(v)])
+    rewriter.append(block, Op("kernel.yield", outputs))
     return kernel
+
+
+def kernel_symbols(inputs: list[Value], outputs: list[Value], ops: list[Op]) -> set[str]:
+    """The symbolic sizes a kernel needs at run time: those in the types it reads, writes or
+    computes (a code generator passes them as arguments)."""
+    types = [v.type for v in inputs] + [v.type for v in outputs]
+    for op in ops:
+        for inner in op.walk():
+            types += [r.type for r in inner.results]
+    return type_symbols(types)
 
 
 def _dependencies(op: Op, index: dict[int, int]) -> set[int]:
@@ -457,7 +468,7 @@ def _dependencies(op: Op, index: dict[int, int]) -> set[int]:
     return deps
 
 
-def _topological_order(func: Op, key: dict[int, float]) -> None:
+def _topological_order(func: Op, key: dict[int, float], rewriter: Rewriter) -> None:
     """Re-sort the function body so every value is defined before use, otherwise keeping the
     program order (``key``: an op's position; a kernel takes its first member's)."""
     body = func_body(func)
@@ -481,7 +492,7 @@ def _topological_order(func: Op, key: dict[int, float]) -> None:
                 heapq.heappush(ready, (key.get(id(ops[u]), float(u)), u))
     if len(order) != len(ops):
         raise AssertionError("fusion left a cycle between kernels")
-    body.ops = order
+    rewriter.permute(body, order)
 
 
 @register_pass
@@ -517,7 +528,7 @@ class FusePass(Pass):
         for func in module.funcs:
             for op in func_body(func).ops:
                 if op.name == "kernel.fused":
-                    op.attributes["name"] = f"fused_{n}"
+                    Rewriter().set_attr(op, "name", f"fused_{n}")
                     n += 1
         for planner, kernel_of in done:
             said: set[tuple[int, int, str]] = set()
@@ -551,8 +562,9 @@ class FusePass(Pass):
         """Build the kernels; returns ``op index -> kernel`` for every member op."""
         key: dict[int, float] = {}
         kernel_of: dict[int, Op] = {}
+        rewriter = Rewriter()
         for members in planner.fused_groups():
-            kernel = _build_kernel(func, [planner.ops[i] for i in members])
+            kernel = _build_kernel(func, [planner.ops[i] for i in members], rewriter)
             key[id(kernel)] = float(members[0])
             for i in members:
                 kernel_of[i] = kernel
@@ -561,9 +573,8 @@ class FusePass(Pass):
         body = func_body(func)
         for op in list(body.ops):
             if any(is_scalar_constant(r) for r in op.results) and not op.results[0].uses:
-                body.ops.remove(op)
-                op.parent = None
-        _topological_order(func, key)
+                rewriter.erase_op(op)
+        _topological_order(func, key, rewriter)
         return kernel_of
 
 

@@ -12,28 +12,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuralc.ir.core import Module, Op, Rewriter, Value, func_body
-from neuralc.ir.opdef import lookup_op
-from neuralc.ir.shapes import Unifier
+from neuralc.ir.dialects.tensor import ConvOp, TransposeOp
+from neuralc.ir.opdef import DefinedOp
+from neuralc.ir.rewrite import CanonicalizationPattern, RewritePattern, apply_patterns
+from neuralc.ir.shapes import ShapeContext, Unifier
 from neuralc.ir.types import unranked
 from neuralc.passes.analysis import is_load_time
 from neuralc.passes.base import Pass, PassContext
-from neuralc.passes.canonicalize import canonicalize
 from neuralc.passes.registry import register_pass
 
 LAYOUTS = ("channels_last", "channels_first")
 
 
-def _emit(anchor: Op, name: str, operands: list[Value], attrs: dict, unifier: Unifier,
-          after: bool = False, result_type=None) -> Value:
+def _emit(anchor: Op, name: str, operands: list[Value], attrs: dict, unifier: ShapeContext,
+          rewriter: Rewriter, after: bool = False, result_type=None) -> Value:
     op = Op(name, operands, [result_type or unranked(operands[0].type.dtype)], attrs,
             location=anchor.location)
-    block = anchor.parent
-    assert block is not None
-    (block.insert_after if after else block.insert_before)(anchor, op)
+    (rewriter.insert_after if after else rewriter.insert_before)(anchor, op)
     if result_type is None:
-        opdef = lookup_op(name)
-        assert opdef is not None
-        op.result.type = opdef.infer_types(op, unifier)[0]
+        assert isinstance(op, DefinedOp)
+        rewriter.set_type(op.result, op.infer_types(unifier)[0])
     return op.result
 
 
@@ -45,7 +43,7 @@ def _to_last(nd: int) -> list[int]:
     return [0, *range(2, nd + 2), 1]
 
 
-def _sink_once(t: Op, unifier: Unifier) -> bool:
+def _sink_once(t: Op, unifier: ShapeContext, rewriter: Rewriter) -> bool:
     """Move transpose ``t`` below its single elementwise user; True if the IR changed."""
     x = t.operands[0]
     perm = t.attributes["perm"]
@@ -54,7 +52,7 @@ def _sink_once(t: Op, unifier: Unifier) -> bool:
         return False
     u = users[0]
     if u.name == "tensor.unary":
-        inner = _emit(u, "tensor.unary", [x], dict(u.attributes), unifier)
+        inner = _emit(u, "tensor.unary", [x], dict(u.attributes), unifier, rewriter)
     elif u.name == "tensor.binary":
         a, b = u.operands
         other = b if a is t.result else a
@@ -77,50 +75,58 @@ def _sink_once(t: Op, unifier: Unifier) -> bool:
                 # The transpose moved x's axis perm[-1] last: that is where channels live in x.
                 shape = [1] * rank
                 shape[perm[-1]] = other.type.shape[-1]
-                new_other = _emit(u, "tensor.reshape", [other], {}, unifier,
+                new_other = _emit(u, "tensor.reshape", [other], {}, unifier, rewriter,
                                   result_type=other.type.with_shape(tuple(shape)))
         else:
             return False
         ops = [x, new_other] if first else [new_other, x]
-        inner = _emit(u, "tensor.binary", ops, dict(u.attributes), unifier)
+        inner = _emit(u, "tensor.binary", ops, dict(u.attributes), unifier, rewriter)
     else:
         return False
-    out = _emit(u, "tensor.transpose", [inner], {"perm": list(perm)}, unifier)
-    Rewriter().replace_op(u, [out])
+    out = _emit(u, "tensor.transpose", [inner], {"perm": list(perm)}, unifier, rewriter)
+    rewriter.replace_op(u, [out])
     return True
 
 
+class SinkTranspose(RewritePattern):
+    """A transpose with one elementwise user moves below it, so transposes meet and cancel."""
+
+    roots = (TransposeOp,)
+
+    def __init__(self, unifier: ShapeContext):
+        self.unifier = unifier
+
+    def match_and_rewrite(self, op: Op, rewriter: Rewriter) -> bool:
+        return _sink_once(op, self.unifier, rewriter)
+
+
 def to_channels_first(module: Module) -> int:
+    """Run every channels-last conv channels-first between transposes, then sink the
+    transposes until they cancel; returns the number of convs converted."""
     unifier = Unifier(module.attributes.get("dims"))
+    rewriter = Rewriter()
     converted = 0
     for func in module.funcs:
         for conv in list(func_body(func).ops):
-            if conv.name != "tensor.conv" or conv.attributes.get("layout", "nhwc") != "nhwc":
+            if not isinstance(conv, ConvOp) or conv.layout != "nhwc":
                 continue
             x = conv.operands[0]
             assert x.type.shape is not None
             nd = len(x.type.shape) - 2
-            t_in = _emit(conv, "tensor.transpose", [x], {"perm": _to_first(nd)}, unifier)
-            conv.set_operand(0, t_in)
-            conv.attributes["layout"] = "nchw"
+            t_in = _emit(conv, "tensor.transpose", [x], {"perm": _to_first(nd)}, unifier,
+                         rewriter)
+            rewriter.set_operand(conv, 0, t_in)
+            rewriter.set_attr(conv, "layout", "nchw")
             old_type = conv.result.type
-            conv.result.type = lookup_op("tensor.conv").infer_types(conv, unifier)[0]
+            rewriter.set_type(conv.result, conv.infer_types(unifier)[0])
             users = list(conv.result.uses)
             t_out = _emit(conv, "tensor.transpose", [conv.result], {"perm": _to_last(nd)},
-                          unifier, after=True)
+                          unifier, rewriter, after=True)
             assert t_out.type == old_type, (t_out.type, old_type)
             for use in users:
-                use.op.set_operand(use.index, t_out)
+                rewriter.set_operand(use.op, use.index, t_out)
             converted += 1
-        changed = True
-        while changed:
-            changed = False
-            for op in list(func_body(func).ops):
-                if op.parent is None or op.name != "tensor.transpose":
-                    continue
-                if _sink_once(op, unifier):
-                    changed = True
-            canonicalize(module)
+    apply_patterns(module, [SinkTranspose(unifier), CanonicalizationPattern()])
     return converted
 
 

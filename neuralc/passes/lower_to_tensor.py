@@ -38,7 +38,7 @@ class LowerToTensorPass(Pass):
                                     "yet", op.location)
                     continue
                 ins = [v.type for v in op.operands]
-                b = TensorBuilder(op, spec.weights(op.attributes, ins), unifier)
+                b = TensorBuilder(op, spec.weights(op.attributes, ins), unifier, rewriter)
                 try:
                     outs = spec.lower(b, op.attributes, list(op.operands))
                 except (NotImplementedError, ShapeError) as e:

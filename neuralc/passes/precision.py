@@ -42,7 +42,8 @@ import numpy as np
 
 from neuralc.diagnostics import DiagnosticEngine
 from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Rewriter, Value, func_body
-from neuralc.ir.dialects.tensor import round_bf16
+from neuralc.ir.dialects.tensor import CastOp, round_bf16
+from neuralc.ir.rewrite import RewritePattern, apply_patterns
 from neuralc.ir.types import PRECISIONS, TensorType
 from neuralc.passes.analysis import precision_policy
 from neuralc.passes.base import Pass, PassContext
@@ -96,8 +97,9 @@ def _is_constant(v: Value) -> bool:
 class _Converter:
     """Rewrites one function, block by block, in program order (types flow forward)."""
 
-    def __init__(self, mode: str, diags: DiagnosticEngine):
+    def __init__(self, mode: str, diags: DiagnosticEngine, rewriter: Rewriter):
         self.mode = mode
+        self.rewriter = rewriter
         self.low = LOW_TYPE[mode]
         self.diags = diags
         self.casts: dict[tuple[int, str, int], Value] = {}
@@ -113,11 +115,10 @@ class _Converter:
         t = TensorType(v.type.shape, to)
         if isinstance(v, OpResult) and v.op.parent is block:
             c = Op("tensor.cast", [v], [t], {"to": to}, location=v.op.location)
-            block.insert_after(v.op, c)
+            self.rewriter.insert_after(v.op, c)
         else:
             c = Op("tensor.cast", [v], [t], {"to": to}, location=at.location)
-            first = block.ops[0]
-            block.insert_before(first, c)
+            self.rewriter.insert_before(block.ops[0], c)
         self.casts[key] = c.result
         return c.result
 
@@ -126,16 +127,16 @@ class _Converter:
             if op.name == "func.return":
                 for k, v in enumerate(op.operands):
                     if v.type.dtype in ("f16", "bf16"):
-                        op.set_operand(k, self.cast(v, "f32", block, op))
+                        self.rewriter.set_operand(op, k, self.cast(v, "f32", block, op))
             elif op.name == "kernel.fused":
                 body = op.regions[0].block
                 for arg, v in zip(body.args, op.operands):
-                    arg.type = v.type
+                    self.rewriter.set_type(arg, v.type)
                 self.block(body)
                 term = body.terminator
                 assert term is not None
                 for r, v in zip(op.results, term.operands):
-                    r.type = v.type
+                    self.rewriter.set_type(r, v.type)
             elif op.name not in ("tensor.constant", "tensor.cast", "kernel.yield"):
                 self.op(op, block)
 
@@ -168,10 +169,10 @@ class _Converter:
         for k in floats:
             v = op.operands[k]
             if v.type.dtype != to:
-                op.set_operand(k, self.cast(v, to, block, op))
+                self.rewriter.set_operand(op, k, self.cast(v, to, block, op))
         for r in op.results:
             if r.type.dtype in FLOATS and r.type.dtype != to:
-                r.type = TensorType(r.type.shape, to)
+                self.rewriter.set_type(r, TensorType(r.type.shape, to))
         if self.mode == "mixed" and to != "f32":
             for r in op.results:
                 if r.type.dtype == to:
@@ -182,7 +183,7 @@ class _Converter:
         users = list(r.uses)
         up = self.cast(r, "f32", block, op)
         for u in users:
-            u.op.set_operand(u.index, up)
+            self.rewriter.set_operand(u.op, u.index, up)
 
     def warn(self, op: Op, v: Value, c: float, problem: str) -> None:
         assert isinstance(v, OpResult)
@@ -196,42 +197,60 @@ class _Converter:
             f"the {what} that uses it runs in f32", v.op.location)
 
 
-def simplify_casts(block: Block) -> int:
-    """Remove casts that are exact no-ops or collapse to one equivalent cast; returns count.
+class SkipExactWidening(RewritePattern):
+    """``cast(widen(y), T) == cast(y, T)`` when ``widen`` keeps every value exactly."""
 
-    Kept: any cast that rounds (``f32 -> f16 -> f32`` is not an identity).
-    """
-    rewriter = Rewriter()
-    removed = 0
-    changed = True
-    while changed:
-        changed = False
-        seen: dict[tuple[int, str], Op] = {}
-        for op in list(block.ops):
-            for region in op.regions:
-                for b in region.blocks:
-                    removed += simplify_casts(b)
-            if op.name != "tensor.cast":
-                continue
-            x = op.operands[0]
-            to = op.attributes["to"]
-            inner = x.op if isinstance(x, OpResult) and x.op.name == "tensor.cast" else None
-            if inner is not None and (inner.operands[0].type.dtype, x.type.dtype) in _EXACT:
-                op.set_operand(0, inner.operands[0])  # cast(widen(y), T) == cast(y, T)
-                x = inner.operands[0]
-                changed = True
-            if not op.results[0].uses:
-                rewriter.erase_op(op)
-            elif x.type == op.results[0].type:
-                rewriter.replace_op(op, [x])
-            elif (id(x), to) in seen:
-                rewriter.replace_op(op, list(seen[(id(x), to)].results))
-            else:
-                seen[(id(x), to)] = op
-                continue
-            removed += 1
-            changed = True
-    return removed
+    roots = (CastOp,)
+
+    def match_and_rewrite(self, op: Op, rewriter: Rewriter) -> bool:
+        x = op.operands[0]
+        inner = x.op if isinstance(x, OpResult) and isinstance(x.op, CastOp) else None
+        if inner is None or (inner.operands[0].type.dtype, x.type.dtype) not in _EXACT:
+            return False
+        rewriter.set_operand(op, 0, inner.operands[0])
+        return True
+
+
+class MergeDuplicateCast(RewritePattern):
+    """Two casts of one value to one type in one block: the later one reads the earlier."""
+
+    roots = (CastOp,)
+
+    def match_and_rewrite(self, op: Op, rewriter: Rewriter) -> bool:
+        x, block = op.operands[0], op.parent
+        assert block is not None
+        for user in x.users():
+            if (user is not op and isinstance(user, CastOp) and user.parent is block
+                    and user.to == op.attributes["to"]
+                    and block.ops.index(user) < block.ops.index(op)):
+                rewriter.replace_op(op, list(user.results))
+                return True
+        return False
+
+
+class DropIdentityCast(RewritePattern):
+    """A cast to the type its operand already has does nothing; a cast nobody reads goes."""
+
+    roots = (CastOp,)
+
+    def match_and_rewrite(self, op: Op, rewriter: Rewriter) -> bool:
+        if not op.results[0].uses:
+            rewriter.erase_op(op)
+            return True
+        if op.operands[0].type != op.results[0].type:
+            return False
+        rewriter.replace_op(op, [op.operands[0]])
+        return True
+
+
+CAST_PATTERNS = (DropIdentityCast(), SkipExactWidening(), MergeDuplicateCast())
+
+
+def simplify_casts(root: Module | Op) -> int:
+    """Remove casts that are exact no-ops, duplicates or dead, and collapse exact widenings;
+    returns the changes. Kept: any cast that rounds (``f32 -> f16 -> f32`` is not an
+    identity)."""
+    return apply_patterns(root, CAST_PATTERNS, erase_dead=False)
 
 
 @register_pass
@@ -252,6 +271,7 @@ class PrecisionPass(Pass):
             return
         if self.mode == "fp32":
             return
+        rewriter = Rewriter()
         for func in module.funcs:
-            _Converter(self.mode, ctx.diags).block(func_body(func))
-            simplify_casts(func_body(func))
+            _Converter(self.mode, ctx.diags, rewriter).block(func_body(func))
+        simplify_casts(module)

@@ -271,7 +271,7 @@ def test_redundant_casts_go_and_rounding_ones_stay():
                       "tensor<* x f16>, tensor<* x bf16>, tensor<* x f32>, tensor<* x f16>, "
                       "tensor<* x f32>")
     body = func_body(m.funcs[0])
-    simplify_casts(body)
+    simplify_casts(m)
     assert verify(m) == []
     ret = body.ops[-1]
     h, x = body.args

@@ -302,7 +302,7 @@ def build_scan(b: TensorBuilder, seqs: list[Value], init: list[Value], reads: li
             groups[g].append(block.add_arg(t, hint))
     term = Op("tensor.scan_yield", [], [], {}, location=b.anchor.location)
     block.append(term)
-    inner = TensorBuilder(term, {}, b.unifier)
+    inner = TensorBuilder(term, {}, b.unifier)  # builds into the new, detached body
     outs, new = body(inner, list(groups[0]), list(groups[1]), list(groups[2]))
     assert len(new) == len(init), "the body must yield one new value per state"
     term.set_operands([*outs, *new])
@@ -310,9 +310,7 @@ def build_scan(b: TensorBuilder, seqs: list[Value], init: list[Value], reads: li
              "reverse": reverse}
     op = Op("tensor.scan", [*seqs, *init, *reads], [unranked()] * (len(outs) + len(init)),
             attrs, regions=[Region([block])], location=b.anchor.location)
-    assert b.anchor.parent is not None
-    b.anchor.parent.insert_before(b.anchor, op)
-    b.created.append(op)
+    b.insert(op)
     for r, t in zip(op.results, op.infer_types(b.unifier)):
         r.type = t
     results: list[OpResult] = list(op.results)
