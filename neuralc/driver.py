@@ -91,14 +91,12 @@ def tensor_stage(model: CompiledModel, passes: list[str], pass_manager: PassMana
                  verify_each: bool = False) -> tuple[Module, list[Diagnostic]]:
     """A copy of the model's graph IR taken through the tensor-stage ``passes``.
 
-    The graph module stays as it is (weights are sized and named from it); the copy goes
-    through the printed text, which is also a round-trip check of every module we optimise.
+    The graph module stays as it is (weights are sized and named from it); the copy is a deep
+    clone (``Module.clone``), so the two share no op, value or attribute.
     """
-    from neuralc.ir.parser import parse_module
-    from neuralc.ir.printer import print_module
     from neuralc.passes.registry import parse_pipeline
 
-    copy = parse_module(print_module(model.module), model.filename)
+    copy = model.module.clone()
     pm = pass_manager or PassManager([], verify_each=verify_each)
     pm.passes = parse_pipeline(",".join(passes))
     diags = DiagnosticEngine()

@@ -175,12 +175,27 @@ class InputShape:
 
 @dataclass
 class DimRange:
-    """``seq: 8..512`` in ``dims { }``; either end may be None (open)."""
+    """``seq: 8..512`` in ``dims { }``; either end may be None (open). ``h: 32..512 step 32``
+    also says every size of ``h`` is a multiple of 32 (``step``, given at ``step_span``)."""
 
     name: str
     lo: int | None
     hi: int | None
     span: Location
+    step: int | None = None
+    step_span: Location | None = None
+
+
+@dataclass
+class DimStep:
+    """``h % 8 == 0`` in ``dims { }``: every size of ``h`` is a multiple of ``step``."""
+
+    name: str
+    step: int
+    span: Location
+
+
+DimFact = Union[DimRange, DimStep]
 
 
 @dataclass
@@ -203,7 +218,7 @@ class Network:
     inputs_span: Location | None = None
     layers: list[LayerItem] = field(default_factory=list)
     layers_span: Location | None = None
-    dims: list[DimRange] = field(default_factory=list)
+    dims: list[DimFact] = field(default_factory=list)
     # Every other section by canonical name ("loss", "optimizer", "metrics", "train",
     # "execution" for execute/execution); unknown ones are reported by the parser.
     sections: dict[str, Section] = field(default_factory=dict)

@@ -257,7 +257,8 @@ class Builder:
             net.inputs = self.inputs(body)
             net.inputs_span = span
         elif node.data == "dims_section":
-            net.dims = [self.dim_range(d) for d in body.children]
+            facts = (self.dim_entry(d) for d in body.children)
+            net.dims = [f for f in facts if f is not None]
         elif node.data == "value_section":
             net.sections[canon] = ast.Section(canon, span, self.src.tok(kw), value=self.value(body))
         elif node.data == "block_section":
@@ -346,19 +347,36 @@ class Builder:
             return None
         return ast.InputShape(items, v.span)
 
+    def dim_entry(self, node: Tree) -> ast.DimFact | None:
+        """One entry of ``dims { }``: a range (maybe with a step) or ``h % 8 == 0``; None for
+        a fact that was reported as wrong and states nothing."""
+        if node.data == "dim_divisible":
+            return self.dim_divisible(node)
+        return self.dim_range(node)
+
+    def dim_number(self, tok: Token, what: str) -> int | None:
+        """A non-negative integer token, or None after reporting what is wrong with it."""
+        if _INT.match(tok.value):
+            return int(tok.value)
+        self.diags.error(f"{what} must be a non-negative integer, got {tok.value}",
+                         self.src.tok(tok))
+        return None
+
+    def dim_step(self, tok: Token, loc: FileLoc) -> int | None:
+        """The ``N`` of ``step N`` or ``% N``: a positive integer (else reported at ``loc``)."""
+        step = self.dim_number(tok, "a dimension step")
+        if step is not None and step < 1:
+            self.diags.error(f"a dimension step must be 1 or more, got {step}", loc)
+            return None
+        return step
+
     def dim_range(self, node: Tree) -> ast.DimRange:
-        """``seq: 8..512``, ``seq: 8..``, ``seq: ..512`` or ``seq: 128`` (fixed)."""
-        key_tok, *nums = node.children
-        values: list[int | None] = []
-        for tok in nums:
-            if _INT.match(tok.value):
-                values.append(int(tok.value))
-            else:
-                self.diags.error(
-                    f"a dimension bound must be a non-negative integer, got {tok.value}",
-                    self.src.tok(tok),
-                )
-                values.append(None)
+        """``seq: 8..512``, ``seq: 8..``, ``seq: ..512`` or ``seq: 128`` (fixed); the open and
+        closed ranges may end in ``step N``."""
+        key_tok, *rest = node.children
+        nums = [c for c in rest if isinstance(c, Token)]
+        step_node = next((c for c in rest if isinstance(c, Tree)), None)
+        values = [self.dim_number(tok, "a dimension bound") for tok in nums]
         kind = node.data
         if kind == "dim_closed":
             lo, hi = values
@@ -371,7 +389,23 @@ class Builder:
         span = self.src.span(node)
         if lo is not None and hi is not None and lo > hi:
             self.diags.error(f"empty range for '{key_tok.value}': {lo} is more than {hi}", span)
-        return ast.DimRange(key_tok.value, lo, hi, span)
+        if step_node is None:
+            return ast.DimRange(key_tok.value, lo, hi, span)
+        step_span = self.src.span(step_node)
+        step = self.dim_step(step_node.children[-1], step_span)
+        return ast.DimRange(key_tok.value, lo, hi, span, step, step_span)
+
+    def dim_divisible(self, node: Tree) -> ast.DimStep | None:
+        """``h % 8 == 0``; any other right-hand side is an error (only divisibility is a fact)."""
+        key_tok, k_tok, rhs = node.children
+        span = self.src.span(node)
+        step = self.dim_step(k_tok, span)
+        if rhs.value != "0":
+            self.diags.error(
+                f"a divisibility fact reads '{key_tok.value} % {k_tok.value} == 0'; only "
+                "'== 0' can be stated", self.src.tok(rhs))
+            return None
+        return None if step is None else ast.DimStep(key_tok.value, step, span)
 
     # -- macros ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ independent problem; a layer that fails is skipped and the layers after it still
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from neuralc.diagnostics import DiagnosticEngine, did_you_mean
@@ -19,16 +20,17 @@ from neuralc.frontend.model import NetworkInfo
 from neuralc.frontend.sections import check_sections
 from neuralc.frontend.values import CallValue, EvalError, evaluate
 from neuralc.ir.core import Block, Module, Op, Value, func_op
-from neuralc.ir.dims import Dim, sym
+from neuralc.ir.dims import NOMINAL_SIZE, Dim, dim_facts, fit_size, sym, symbols
 from neuralc.ir.types import TensorType, unranked
 from neuralc.layers import catalog
 from neuralc.layers.catalog import LayerArg, LayerSpec, Param, ParamError
 from neuralc.location import Location
 
 BATCH = "batch"
-# The IR text separates dims with " x " and writes quotients with floordiv/ceildiv; anonymous
-# dims are named _d0, _d1, ... So none of these may name a dimension.
-RESERVED_DIM_NAMES = {"x", "floordiv", "ceildiv"}
+BATCH_NOMINAL = 1  # the implicit batch dim's nominal size: estimates are per sample
+# The IR text separates dims with " x " and writes quotients with floordiv/ceildiv/mod and
+# min(...)/max(...); anonymous dims are named _d0, _d1, ... So none of these may name a dimension.
+RESERVED_DIM_NAMES = {"x", "floordiv", "ceildiv", "mod", "min", "max"}
 ANONYMOUS_PREFIX = "_d"
 
 
@@ -66,6 +68,9 @@ class Lowering:
         if dims:
             module.attributes["dims"] = dims
         arg_types, arg_names, arg_locs = self._inputs(net)
+        nominal = self._nominal_sizes(arg_types, dims)
+        if nominal:
+            module.attributes["dim_nominal"] = nominal
         func = func_op(net.name, arg_types, arg_names, net.span)
         block = func.regions[0].block
         for a, loc in zip(block.args, arg_locs):
@@ -115,9 +120,17 @@ class Lowering:
 
     # -- inputs and dims ---------------------------------------------------------------
     def _dims(self, net: ast.Network) -> dict[str, list[int | None]]:
-        out: dict[str, list[int | None]] = {}
-        for r in net.dims:
-            if r.name in out:
+        """The ``dims`` module attribute: per symbol ``[lo, hi]``, or ``[lo, hi, step]`` when
+        its sizes are multiples of a step > 1 (several steps of one symbol combine: a size
+        that is a multiple of 4 and of 6 is a multiple of 12)."""
+        ranges: dict[str, ast.DimRange] = {}
+        steps: dict[str, list[tuple[int, Location]]] = {}
+        for fact in net.dims:
+            if isinstance(fact, ast.DimStep):
+                steps.setdefault(fact.name, []).append((fact.step, fact.span))
+                continue
+            r = fact
+            if r.name in ranges:
                 self.diags.error(f"dimension '{r.name}' is given a range twice", r.span)
                 continue
             if r.lo is not None and r.lo < 1:
@@ -126,7 +139,43 @@ class Lowering:
             if r.lo is not None and r.hi is not None and r.hi < r.lo:
                 self.diags.error(f"range of '{r.name}' is empty: {r.lo}..{r.hi}", r.span)
                 continue
-            out[r.name] = [r.lo, r.hi]
+            ranges[r.name] = r
+            if r.step is not None:
+                steps.setdefault(r.name, []).append((r.step, r.step_span or r.span))
+        out: dict[str, list[int | None]] = {}
+        for name in dict.fromkeys([*ranges, *steps]):
+            facts = self._dim_facts(name, ranges.get(name), steps.get(name, []))
+            if facts is not None:
+                out[name] = facts
+        return out
+
+    def _dim_facts(self, name: str, r: ast.DimRange | None,
+                   steps: list[tuple[int, Location]]) -> list[int | None] | None:
+        """One symbol's entry of ``dims``; None (reported) when its range ends off its step."""
+        lo, hi = (r.lo, r.hi) if r is not None else (None, None)
+        step = math.lcm(1, *(k for k, _ in steps))
+        if r is not None and any(b is not None and b % step for b in (lo, hi)):
+            d = self.diags.error(
+                f"range of '{name}' must start and end on multiples of its step {step}, got "
+                f"{'' if lo is None else lo}..{'' if hi is None else hi}", r.span)
+            for k, loc in steps:
+                if loc is not r.step_span:
+                    d.with_note(f"'{name}' is declared a multiple of {k} here", loc)
+            return None
+        return [lo, hi, step] if step > 1 else [lo, hi]
+
+    def _nominal_sizes(self, types: list[TensorType],
+                       dims: dict[str, list[int | None]]) -> dict[str, int]:
+        """The ``dim_nominal`` module attribute: each input symbol's size for single-number
+        estimates (fusion scores, reports), in its range and on its step: the implicit batch
+        dim 1 (one sample), every other symbol NOMINAL_SIZE."""
+        out: dict[str, int] = {}
+        for t in types:
+            for axis, d in enumerate(t.shape or ()):
+                for s in sorted(symbols(d)):
+                    if s not in out:
+                        size = BATCH_NOMINAL if axis == 0 and s == BATCH else NOMINAL_SIZE
+                        out[s] = fit_size(size, *dim_facts(dims.get(s)))
         return out
 
     def _inputs(self, net: ast.Network) -> tuple[list[TensorType], list[str], list[Location]]:

@@ -55,7 +55,7 @@ TOP_KW = {"network": "NETWORK", "define": "DEFINE"}
 _PUNCT = {
     "(": "_LPAR", ")": "_RPAR", "[": "_LSQB", "]": "_RSQB", "{": "_LBRACE", "}": "_RBRACE",
     ",": "_COMMA", ";": "_SEMI", ":": "_COLON", "=": "_EQUAL", "@": "_AT", "*": "_STAR",
-    "+": "_PLUS", "-": "_MINUS", "/": "_SLASH", "..": "_RANGE",
+    "+": "_PLUS", "-": "_MINUS", "/": "_SLASH", "..": "_RANGE", "%": "_PERCENT", "==": "_EQEQ",
 }
 PUNCT_TEXT = {v: k for k, v in _PUNCT.items()}
 OPEN = {"_LPAR": "_RPAR", "_LSQB": "_RSQB", "_LBRACE": "_RBRACE"}
@@ -82,7 +82,7 @@ _TOKEN_RE = re.compile(
     |(?P<param>\$[A-Za-z_][A-Za-z0-9_]*)
     |(?P<dollar>\$)
     |(?P<name>[A-Za-z_][A-Za-z0-9_]*)
-    |(?P<punct>[()\[\]{},;:=@*+\-/])
+    |(?P<punct>==|[()\[\]{},;:=@*+\-/%])
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -193,6 +193,8 @@ def scan(src: Source, diags: DiagnosticEngine) -> Scan:
 
 
 _KW_NEXT_SECTION = frozenset({"_COLON", "_LBRACE", "NAME", "STRING", "NUMBER", "_LSQB"})
+# ``step`` is a keyword only between a range and a number: ``h: 32..512 step 32``.
+_STEP_AFTER = frozenset({"NUMBER", "_RANGE"})
 
 
 def _type_keywords(tokens: list[Token]) -> None:
@@ -201,6 +203,7 @@ def _type_keywords(tokens: list[Token]) -> None:
     A word is a keyword only where the next token fits (``train {``, ``loss:``, ``network
     Name``; also ``loss "mse"``, so that a missing ':' is reported as such), so the same
     words stay usable as names elsewhere (``Concatenate(input, meta)``, ``units=...``).
+    ``step`` is one only between a number or ``..`` and a number (``8..512 step 8``).
     """
     for i, tok in enumerate(tokens):
         if tok.type != "NAME":
@@ -209,6 +212,8 @@ def _type_keywords(tokens: list[Token]) -> None:
         nxt = tokens[i + 1].type if i + 1 < len(tokens) else "$END"
         if low in TOP_KW and nxt in ("NAME", "_LBRACE"):
             tok.type = TOP_KW[low]
+        elif low == "step" and nxt == "NUMBER" and i > 0 and tokens[i - 1].type in _STEP_AFTER:
+            tok.type = "STEP"
         elif low in _SECTION_WORDS and nxt in _KW_NEXT_SECTION:
             tok.type = _SECTION_WORDS[low]
 

@@ -274,10 +274,21 @@ class Module:
 
     @property
     def funcs(self) -> list[Op]:
+        """Every function: the networks and their init functions."""
         return [op for op in self.body.ops if op.name == "func.func"]
 
+    @property
+    def networks(self) -> list[Op]:
+        """The functions that run a network (not the init functions that serve them)."""
+        return [f for f in self.funcs if "init_for" not in f.attributes]
+
+    def init_func(self, func: Op) -> Op | None:
+        """The init function of network ``func``, if it has one."""
+        name = func.attributes.get("init")
+        return self.func(name) if isinstance(name, str) else None
+
     def func(self, name: str | None = None) -> Op:
-        fs = self.funcs
+        fs = self.funcs if name is not None else self.networks
         if name is None:
             if len(fs) != 1:
                 raise ValueError("module has several functions; name one")
@@ -312,6 +323,24 @@ def func_op(
 
 def func_body(func: Op) -> Block:
     return func.regions[0].block
+
+
+def init_name(network: str) -> str:
+    """The symbol of a network's init function (a DSL name holds no dot: no clash)."""
+    return f"{network}.init"
+
+
+def init_args(func: Op) -> list[BlockArgument]:
+    """The trailing block arguments of a network that its init function's results feed."""
+    n = func.attributes.get("init_args", 0)
+    args = func_body(func).args
+    return args[len(args) - n:] if isinstance(n, int) and n > 0 else []
+
+
+def network_inputs(func: Op) -> list[BlockArgument]:
+    """The block arguments of a network that its caller passes: the model's inputs."""
+    args = func_body(func).args
+    return args[:len(args) - len(init_args(func))]
 
 
 def func_return(func: Op) -> Op:

@@ -31,7 +31,7 @@ from typing import Any
 from neuralc.diagnostics import SOURCES, CompileError, Diagnostic
 from neuralc.ir.core import Block, Module, Op, Region, Value
 from neuralc.ir.dims import Dim, DimParseError, parse_dim
-from neuralc.ir.types import ELEMENT_TYPES, TensorType
+from neuralc.ir.types import ELEMENT_TYPES, MemRefType, ScalarType, TensorType
 from neuralc.location import UNKNOWN, CallSiteLoc, FileLoc, FusedLoc, Location
 
 
@@ -436,14 +436,22 @@ class _Parser:
             raise self.error(f"use of undefined value '{fwd.tok.text}'", fwd.tok)
 
     # types
-    def type(self) -> TensorType:
+    def type(self) -> Any:
         tok = self.lex.peek()
-        if not (tok.kind == "ident" and tok.text == "tensor"):
+        if tok.kind == "ident" and tok.text in ELEMENT_TYPES:
+            self.lex.next()
+            return ScalarType(tok.text)
+        if not (tok.kind == "ident" and tok.text in ("tensor", "memref")):
             raise self.error(f"expected a type such as tensor<4 x f32>, got {tok.show()}", tok)
         self.lex.next()
-        self.expect("<", "after 'tensor'")
+        self.expect("<", f"after '{tok.text}'")
         body, start = self.lex.tensor_body()
-        return self.type_body(body, start)
+        t = self.type_body(body, start)
+        if tok.text == "memref":
+            if t.shape is None:
+                raise self.error("a memref has a ranked shape", tok)
+            return MemRefType(t.shape, t.dtype)
+        return t
 
     def type_body(self, body: str, start: int) -> TensorType:
         pieces: list[tuple[str, int]] = []  # (text, offset in the source)

@@ -14,11 +14,11 @@ nesting, and functions ending in ``func.return``. Each problem reads
 
 from __future__ import annotations
 
-from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Value
+from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Value, func_body
 from neuralc.ir.dims import Dim
 from neuralc.ir.opdef import DefinedOp
-from neuralc.ir.shapes import ShapeContext, ShapeError
-from neuralc.ir.types import TensorType
+from neuralc.ir.shapes import ShapeContext, ShapeError, Unifier
+from neuralc.ir.types import IR_TYPES, TensorType
 
 
 class VerificationError(Exception):
@@ -46,15 +46,20 @@ def _isolated(op: Op) -> bool:
 
 
 class _CheckingContext(ShapeContext):
-    """A shape context that binds nothing: dims a rule unifies must already be equal."""
+    """A shape context that binds nothing: dims a rule unifies must already be equal, up to
+    the module's divisibility facts (``h floordiv 2 == (h floordiv 4) * 2`` when 4 divides h)."""
+
+    def __init__(self, dims: dict | None = None):
+        self.facts = Unifier(dims)
 
     def unify(self, a: Dim, b: Dim, what: str) -> Dim:
-        if a != b:
+        same = self.facts.same(a, b)
+        if same is None:
             raise ShapeError(f"{what}: {a} and {b} are not equal")
-        return a
+        return same
 
 
-def type_problems(op: DefinedOp) -> list[str]:
+def type_problems(op: DefinedOp, dims: dict | None = None) -> list[str]:
     """Declared result types against those the op's shape rule infers from its operands."""
     if op.regions or not op.has_shape_rule():
         return []
@@ -62,7 +67,7 @@ def type_problems(op: DefinedOp) -> list[str]:
     if any(not isinstance(t, TensorType) or t.shape is None for t in types):
         return []  # before shape inference: nothing to compare yet
     try:
-        inferred = op.infer_types(_CheckingContext())
+        inferred = op.infer_types(_CheckingContext(dims))
     except ShapeError as e:
         return [f"its operand types do not fit it: {e.message}"]
     except Exception as e:  # noqa: BLE001  (a broken rule must not crash the verifier)
@@ -89,22 +94,37 @@ class _Verifier:
         self.problems.append(f"{op.location}: {op.name}: {problem}")
 
     def module_dims(self) -> None:
-        """``dims`` maps symbol names to ``[lo, hi]`` ranges (ints >= 1 or none, lo <= hi)."""
-        dims = self.module.attributes.get("dims")
-        if dims is None:
-            return
+        """The dims facts: ``dims`` maps symbol names to ``[lo, hi]`` or ``[lo, hi, step]``
+        (ints >= 1 or none, lo <= hi, both ends multiples of the step), and ``dim_nominal`` maps
+        symbol names to their nominal sizes (ints >= 1)."""
+
+        def size(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+        def valid(rng: object) -> bool:
+            if not isinstance(rng, list) or len(rng) not in (2, 3):
+                return False
+            lo, hi, step = rng[0], rng[1], rng[2] if len(rng) == 3 else 1
+            return (all(b is None or size(b) for b in (lo, hi)) and size(step)
+                    and not (lo is not None and hi is not None and lo > hi)
+                    and all(b is None or b % step == 0 for b in (lo, hi)))
+
         where = f"module @{self.module.name}"
-        if not isinstance(dims, dict):
+        dims = self.module.attributes.get("dims")
+        if dims is not None and not isinstance(dims, dict):
             self.problems.append(f"{where}: 'dims' must map symbols to [lo, hi] ranges")
-            return
-        for name, rng in dims.items():
-            ok = (isinstance(rng, list) and len(rng) == 2
-                  and all(b is None or (isinstance(b, int) and not isinstance(b, bool) and b >= 1)
-                          for b in rng)
-                  and not (rng[0] is not None and rng[1] is not None and rng[0] > rng[1]))
-            if not ok:
-                self.problems.append(f"{where}: the range of '{name}' must be [lo, hi] with "
-                                     f"1 <= lo <= hi (or none for an open end), got {rng!r}")
+        elif dims is not None:
+            for name, rng in dims.items():
+                if not valid(rng):
+                    self.problems.append(
+                        f"{where}: the range of '{name}' must be [lo, hi] or [lo, hi, step] with "
+                        f"1 <= lo <= hi (or none for an open end) and both ends multiples of "
+                        f"step >= 1, got {rng!r}")
+        nominal = self.module.attributes.get("dim_nominal")
+        if nominal is not None and not (
+                isinstance(nominal, dict) and all(size(v) for v in nominal.values())):
+            self.problems.append(f"{where}: 'dim_nominal' must map symbols to sizes >= 1, "
+                                 f"got {nominal!r}")
 
     def run(self) -> list[str]:
         self.collect(self.module.body)
@@ -119,8 +139,40 @@ class _Verifier:
                 if sym in names:
                     self.report(op, f"function @{sym} is defined twice")
                 names[sym] = op
+        for op in self.module.funcs:
+            self.init_binding(op, names)
         self.block(self.module.body, visible=set(), parent_op=None)
         return self.problems
+
+    def init_binding(self, func: Op, names: dict[str, Op]) -> None:
+        """A network's ``init`` names an argument-less function that returns exactly the
+        values of its ``init_args`` trailing arguments, with their types."""
+        name = func.attributes.get("init")
+        if name is None:
+            return
+        n = func.attributes.get("init_args")
+        init = names.get(name) if isinstance(name, str) else None
+        if init is None:
+            self.report(func, f"its init function @{name} does not exist")
+            return
+        if init.attributes.get("init_for") != func.attributes.get("sym_name"):
+            self.report(init, f"serves @{func.attributes.get('sym_name')} but its 'init_for' "
+                              "does not say so")
+        args = func_body(func).args
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= len(args):
+            self.report(func, f"'init_args' must be a count of its trailing arguments, got {n!r}")
+            return
+        body = func_body(init)
+        ret = body.terminator
+        if body.args:
+            self.report(init, "an init function takes no arguments")
+        if ret is None or ret.name != "func.return":
+            return
+        got = [v.type for v in ret.operands]
+        want = [a.type for a in args[len(args) - n:]]
+        if got != want:
+            self.report(func, f"its init arguments ({', '.join(map(str, want))}) do not match "
+                              f"what @{name} returns ({', '.join(map(str, got))})")
 
     def collect(self, block: Block) -> None:
         """Ids of every op and value in the module: tells a late definition from a dangling one."""
@@ -140,8 +192,8 @@ class _Verifier:
             if parent_op is not None:
                 if a.block is not block or a.index != i:
                     self.report(parent_op, f"block argument {i} has a wrong block or index")
-                if not isinstance(a.type, TensorType):
-                    self.report(parent_op, f"block argument {i} is not a tensor: {a.type!r}")
+                if not isinstance(a.type, IR_TYPES):
+                    self.report(parent_op, f"block argument {i} has no IR type: {a.type!r}")
                 self.check_uses(parent_op, a, f"block argument {i}")
             local.add(id(a))
         for op in block.ops:
@@ -158,8 +210,8 @@ class _Verifier:
         for i, r in enumerate(op.results):
             if r.op is not op or r.index != i:
                 self.report(op, f"result #{i} has a wrong owner or index")
-            if not isinstance(r.type, TensorType):
-                self.report(op, f"result #{i} is not a tensor: {r.type!r}")
+            if not isinstance(r.type, IR_TYPES):
+                self.report(op, f"result #{i} has no IR type: {r.type!r}")
             self.check_uses(op, r, f"result #{i}")
         if isinstance(op, DefinedOp):
             problems = self.definition(op)
@@ -181,15 +233,15 @@ class _Verifier:
             if not problems:
                 problems = op.verify_extra()
             if not problems:
-                problems = type_problems(op)
+                problems = type_problems(op, self.module.attributes.get("dims"))
         except Exception as e:  # noqa: BLE001  (a broken op must not crash the verifier)
             problems = [f"its verifier raised {type(e).__name__}: {e}"]
         return problems
 
     def operand(self, op: Op, i: int, v: Value, visible: set[int]) -> None:
         what = f"operand #{i}"
-        if not isinstance(v.type, TensorType):
-            self.report(op, f"{what} is not a tensor: {v.type!r}")
+        if not isinstance(v.type, IR_TYPES):
+            self.report(op, f"{what} has no IR type: {v.type!r}")
         if not any(u.op is op and u.index == i for u in v.uses):
             self.report(op, f"{what} is missing from its value's use list")
         if id(v) in visible:

@@ -4,8 +4,8 @@ Fusion scores its candidates with these numbers (Inductor's rule: the bytes that
 memory), memory planning builds on the liveness, and the CLI report prints the totals, so all
 three count bytes the same way. Sizes stay symbolic (:data:`~neuralc.ir.dims.Dim` expressions)
 until a number is needed; they are then evaluated at the sizes given, or at the *nominal*
-sizes: ``batch`` = 1 and every other symbol 64, moved into the symbol's ``dims`` range when
-that range excludes it.
+sizes the frontend records per symbol (the implicit batch dim 1, every other symbol 64; 64 for
+a symbol it did not record), moved into the symbol's ``dims`` range and onto its step.
 
 Counting conventions (what one "kernel" and one "byte moved" mean here):
 
@@ -24,15 +24,25 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from neuralc.ir.core import Module, Op, OpResult, Value, func_body
-from neuralc.ir.dims import Dim, Expr, FloorDiv, evaluate, product, subs, sym, symbols
+from neuralc.ir.dims import (
+    NOMINAL_SIZE,
+    Dim,
+    Expr,
+    FloorDiv,
+    dim_facts,
+    evaluate,
+    fit_size,
+    product,
+    subs,
+    sym,
+    symbols,
+)
 from neuralc.ir.opdef import DefinedOp, FusionKind, PrecisionPolicy
 from neuralc.ir.types import TensorType
 
 ITEMSIZE: dict[str, int] = {
     "f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i8": 1, "i1": 1,
 }
-NOMINAL_BATCH = 1
-NOMINAL_OTHER = 64
 
 # Ops that are not kernels of their own: weights/immediates and the terminator.
 _NOT_KERNELS = ("tensor.constant", "func.return", "kernel.yield")
@@ -75,12 +85,13 @@ def value_bytes(v: Value) -> Dim:
 
 
 def eval_dim(d: Dim, sizes: Mapping[str, int]) -> int:
-    """``d`` at ``sizes``; a symbol missing from ``sizes`` takes its nominal size."""
+    """``d`` at ``sizes``; a symbol missing from ``sizes`` takes the default nominal size
+    (callers pass :func:`nominal_sizes` to get each symbol's own)."""
     if isinstance(d, int):
         return d
     env = dict(sizes)
     for s in symbols(d):
-        env.setdefault(s, NOMINAL_BATCH if s == "batch" else NOMINAL_OTHER)
+        env.setdefault(s, NOMINAL_SIZE)
     return evaluate(d, env)
 
 
@@ -108,21 +119,19 @@ def _type_symbols(t: TensorType) -> set[str]:
 
 
 def nominal_sizes(module: Module) -> dict[str, int]:
-    """``batch`` = 1, every other symbol 64, each moved into its ``dims`` range if needed.
+    """Each symbol's size for single-number estimates, moved into its ``dims`` facts.
 
-    Fusion scores and the report's single numbers are taken at these sizes: big enough that
-    per-element traffic dominates, small enough to read.
+    The frontend records them in the ``dim_nominal`` module attribute (the implicit batch dim
+    1, every other symbol 64); a symbol it does not list (textual IR written without the
+    attribute, a symbol made by a pass) takes NOMINAL_SIZE = 64. Fusion scores and the
+    report's single numbers are taken at these sizes: big enough that per-element traffic
+    dominates, small enough to read.
     """
-    ranges = module.attributes.get("dims") or {}
+    facts = module.attributes.get("dims") or {}
+    recorded = module.attributes.get("dim_nominal") or {}
     out: dict[str, int] = {}
     for s in sorted(module_symbols(module)):
-        v = NOMINAL_BATCH if s == "batch" else NOMINAL_OTHER
-        lo, hi = (list(ranges.get(s) or [None, None]) + [None, None])[:2]
-        if lo is not None and v < lo:
-            v = lo
-        if hi is not None and v > hi:
-            v = hi
-        out[s] = v
+        out[s] = fit_size(recorded.get(s, NOMINAL_SIZE), *dim_facts(facts.get(s)))
     return out
 
 
@@ -132,13 +141,10 @@ def dim_text(d: Dim) -> str:
 
 
 def symbol_lower_bounds(module: Module) -> dict[str, int]:
-    """Smallest value of each symbol: its ``dims`` range's low end, else 1 (dims are sizes)."""
-    ranges = module.attributes.get("dims") or {}
-    out: dict[str, int] = {}
-    for s in module_symbols(module):
-        lo = (list(ranges.get(s) or [None]) + [None])[0]
-        out[s] = lo if isinstance(lo, int) and lo > 1 else 1
-    return out
+    """Smallest value of each symbol: the smallest size its ``dims`` facts allow (its range's
+    low end, or its step), else 1 (dims are sizes)."""
+    facts = module.attributes.get("dims") or {}
+    return {s: fit_size(1, *dim_facts(facts.get(s))) for s in module_symbols(module)}
 
 
 def provably_ge(a: Dim, b: Dim, lows: Mapping[str, int] | None = None) -> bool:
@@ -208,7 +214,7 @@ def kernel_ops(func: Op) -> list[Op]:
 
 def kernel_count(module: Module) -> int:
     """Kernels launched by one run of every function of the module."""
-    return sum(len(kernel_ops(f)) for f in module.funcs)
+    return sum(len(kernel_ops(f)) for f in module.networks)
 
 
 def distinct(values: Iterable[Value]) -> list[Value]:
@@ -250,7 +256,7 @@ class KernelTraffic:
 def traffic(module: Module) -> list[KernelTraffic]:
     """Symbolic reads and writes of every kernel of the module, in program order."""
     rows: list[KernelTraffic] = []
-    for func in module.funcs:
+    for func in module.networks:
         for op in kernel_ops(func):
             reads = traffic_of(op.operands, [])
             writes = traffic_of([], op.results)
@@ -363,7 +369,7 @@ def peak_memory(module: Module, sizes: Mapping[str, int] | None = None) -> int:
     """
     env = dict(nominal_sizes(module)) | dict(sizes or {})
     best = 0
-    for func in module.funcs:
+    for func in module.networks:
         planned = planned_peak_bytes(func, env)
         best = max(best, planned if planned is not None else peak_live_bytes(func, env))
     return best

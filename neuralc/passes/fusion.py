@@ -398,13 +398,12 @@ def _op_names(func: Op) -> dict[int, str]:
     return out
 
 
-def _build_kernel(func: Op, ops: list[Op], rewriter: Rewriter) -> Op:
+def build_kernel(ops: list[Op], rewriter: Rewriter) -> Op:
     """Move ``ops`` (in program order) into a new ``kernel.fused`` placed at the last of them.
 
     Outside values become block arguments, scalar constants are cloned in, and results used
     outside are yielded and their outside uses redirected to the kernel's results.
     """
-    body = func_body(func)
     inside = {id(op) for op in ops}
     block = Block()
     inputs: list[Value] = []
@@ -564,7 +563,7 @@ class FusePass(Pass):
         kernel_of: dict[int, Op] = {}
         rewriter = Rewriter()
         for members in planner.fused_groups():
-            kernel = _build_kernel(func, [planner.ops[i] for i in members], rewriter)
+            kernel = build_kernel([planner.ops[i] for i in members], rewriter)
             key[id(kernel)] = float(members[0])
             for i in members:
                 kernel_of[i] = kernel

@@ -6,6 +6,8 @@ after the first; ``--emit tensor-ir`` and ``--emit kernels`` run both. Numerics-
 rewrites stay outside ``-O``: ``--precision`` inserts the precision pass before fusion.
 
 - ``-O0``: no optimisation; every tensor op is a kernel of its own.
+- Every level ends with ``outline-init`` (work on weights alone goes to an init function, run
+  once at load) and ``memory-plan``.
 - ``-O1``: inference simplification (Dropout and friends go) and cleanup (canonicalize,
   CSE, DCE); fusion.
 - ``-O2``: ``-O1`` plus BatchNorm folding and a second cleanup after it.
@@ -26,12 +28,14 @@ GRAPH: dict[int, list[str]] = {
 
 # Inference from here on: layers that are the identity at inference go first.
 TENSOR: dict[int, list[str]] = {
-    0: ["lower-to-tensor", "fuse{merge=false}", "memory-plan"],
-    1: ["simplify-inference", "lower-to-tensor", "canonicalize", "cse", "fuse", "memory-plan"],
+    0: ["lower-to-tensor", "fuse{merge=false}", "outline-init", "memory-plan"],
+    1: ["simplify-inference", "lower-to-tensor", "canonicalize", "cse", "fuse", "outline-init",
+        "memory-plan"],
     2: ["simplify-inference", "lower-to-tensor", "canonicalize", "cse", "fold-batchnorm",
-        "canonicalize", "fuse", "memory-plan"],
+        "canonicalize", "fuse", "outline-init", "memory-plan"],
     3: ["simplify-inference", "lower-to-tensor", "canonicalize", "cse", "fold-batchnorm",
-        "canonicalize", "{layout}", "canonicalize", "cse", "fuse", "memory-plan"],
+        "canonicalize", "{layout}", "canonicalize", "cse", "fuse", "outline-init",
+        "memory-plan"],
 }
 
 # The conv layout each target wants at -O3.

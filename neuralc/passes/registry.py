@@ -24,6 +24,7 @@ _PASS_MODULES = (
     "neuralc.passes.fusion",
     "neuralc.passes.precision",
     "neuralc.passes.memory_plan",
+    "neuralc.passes.outline_init",
 )
 _loaded = False
 

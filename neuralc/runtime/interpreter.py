@@ -1,4 +1,4 @@
-"""The reference interpreter: runs a graph-IR function op by op in numpy.
+"""The reference interpreter: runs a graph-IR or tensor-IR function op by op in numpy.
 
 It is the oracle for every test (passes are checked by running a module before and after,
 backends by comparing with it), so it stays small and does nothing clever: each op's meaning is
@@ -8,6 +8,9 @@ shape and dtype against the op's type, so that a shape-inference bug or a refere
 up at the op that has it. Arrays handed to a reference are read-only views, so a reference
 that writes into its inputs fails loudly instead of corrupting a value another op reads; a
 result that aliases an input (an identity or a reshape) is copied, so results are writable.
+
+A network with an init function (``outline-init``: the work on weights alone) has it run once
+when weights are loaded (:meth:`Interpreter.load`); every run reuses its results.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from neuralc.ir.core import Module, Op, Value, func_body
+from neuralc.ir.core import Module, Op, Value, func_body, init_args, network_inputs
 from neuralc.ir.dims import evaluate
 from neuralc.ir.opdef import DefinedOp, evaluate_op
 from neuralc.ir.types import TensorType, shape_str
@@ -62,14 +65,37 @@ class Interpreter:
         self.on_op = on_op
         self.check_types = check_types
         self.values: dict[Value, np.ndarray] = {}
+        self.init_runs = 0  # how often the init function ran (once per load)
+        self._weights: Mapping[str, np.ndarray] | None = None
+        self._init_values: list[np.ndarray] = []
 
-    def run(self, inputs: Any, weights: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """The function's results for ``inputs`` (list in order, or dict by name)."""
+    def load(self, weights: Mapping[str, np.ndarray]) -> Interpreter:
+        """Bind ``weights`` and run the init function once with them."""
+        self._weights = weights
+        init = self.module.init_func(self.func)
+        self._init_values = [] if init is None else self._run_body(init, {}, weights, {})
+        if init is not None:
+            self.init_runs += 1
+        return self
+
+    def run(self, inputs: Any, weights: Mapping[str, np.ndarray] | None = None
+            ) -> list[np.ndarray]:
+        """The function's results for ``inputs`` (list in order, or dict by name). Weights
+        other than the loaded ones (by identity) are loaded first."""
+        if weights is not None and weights is not self._weights:
+            self.load(weights)
+        if self._weights is None:
+            raise InterpreterError("no weights loaded; call load(weights) or pass weights")
         args, env = bind_inputs(self.func, inputs, self.module.attributes.get("dims"))
         check_run(self.func, args, env, self.module.attributes.get("dim_constraints"))
-        body = func_body(self.func)
-        self.values = dict(zip(body.args, args))
-        for op in body.ops:
+        bound = dict(zip(network_inputs(self.func), args))
+        bound.update(zip(init_args(self.func), self._init_values))
+        return self._run_body(self.func, bound, self._weights, env)
+
+    def _run_body(self, func: Op, bound: dict[Value, np.ndarray],
+                  weights: Mapping[str, np.ndarray], env: dict[str, int]) -> list[np.ndarray]:
+        self.values = dict(bound)
+        for op in func_body(func).ops:
             if op.name == "func.return":
                 return [self.values[v] for v in op.operands]
             outputs = self.run_op(op, [self.values[v] for v in op.operands], weights, env)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from neuralc.diagnostics import did_you_mean
-from neuralc.ir.core import Module, Op, func_body
-from neuralc.ir.dims import Dim, Expr, evaluate
+from neuralc.ir.core import Module, Op, network_inputs
+from neuralc.ir.dims import Dim, Expr, dim_facts, evaluate
 from neuralc.ir.types import TensorType, shape_str
 
 
@@ -37,8 +37,8 @@ def numpy_dtype(element_type: str) -> np.dtype:
 
 
 def select_func(module: Module, func_name: str | None = None) -> Op:
-    """The ``func.func`` to run: the named one, or the only one; a clear error otherwise."""
-    funcs = module.funcs
+    """The network to run: the named one, or the only one; a clear error otherwise."""
+    funcs = module.networks
     names = [str(f.attributes.get("sym_name")) for f in funcs]
     if func_name is None:
         if len(funcs) == 1:
@@ -56,7 +56,7 @@ def select_func(module: Module, func_name: str | None = None) -> Op:
 
 def input_names(func: Op) -> list[str]:
     """Input names in block-argument order (``input<i>`` where the IR has no name)."""
-    return [a.name_hint or f"input{i}" for i, a in enumerate(func_body(func).args)]
+    return [a.name_hint or f"input{i}" for i, a in enumerate(network_inputs(func))]
 
 
 def _is_array_like(x: Any) -> bool:
@@ -164,9 +164,12 @@ class _Binder:
                 src = f"dim {saxis}" if si == i else f"input '{self.names[si]}'"
                 raise self.fail(i, f"{said} but {s} is {self.env[s]} from {src}")
             return
-        lo, hi = _bounds(self.ranges.get(s))
+        lo, hi, step = dim_facts(self.ranges.get(s))
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise self.fail(i, f"{said}, outside the range of {s} ({_range_text(lo, hi)})")
+        if value % step:
+            raise self.fail(i, f"{said}, but {s} must be a multiple of {step} "
+                               f"(dims {{ {s}: {_range_text(lo, hi)} step {step} }})")
         self.env[s] = value
         self.source[s] = (i, axis)
 
@@ -220,13 +223,6 @@ def _linear_in(d: Expr, s: str) -> bool:
     return found
 
 
-def _bounds(r: Any) -> tuple[int | None, int | None]:
-    if r is None:
-        return None, None
-    lo, hi = r
-    return lo, hi
-
-
 def bind_inputs(func: Op, arrays: Any, dims_ranges: Mapping[str, Any] | None = None
                 ) -> tuple[list[np.ndarray], dict[str, int]]:
     """Check ``arrays`` against ``func``'s inputs; return them converted, and the dim sizes.
@@ -234,10 +230,10 @@ def bind_inputs(func: Op, arrays: Any, dims_ranges: Mapping[str, Any] | None = N
     ``arrays`` is a list in block-argument order, a dict by input name, or (for a network with
     one input) a single array. Float inputs take any float dtype (cast to the input's type);
     index inputs take any integer dtype. Static dims must match, a symbol must have one size
-    across all inputs and lie in its ``dims`` range, and compound dims must evaluate to the
-    array's size.
+    across all inputs, lie in its ``dims`` range and be a multiple of its step, and compound
+    dims must evaluate to the array's size.
     """
-    args = func_body(func).args
+    args = network_inputs(func)
     names = input_names(func)
     given = _order(arrays, names)
     types = [a.type for a in args]

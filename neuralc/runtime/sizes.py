@@ -93,7 +93,9 @@ def check_indices(func: Op, arrays: list[np.ndarray]) -> None:
 
 
 def check_constraints(constraints: list, env: dict[str, int]) -> None:
-    """Ranges of symbols that shape inference bound to expressions (``seq = t * 2``)."""
+    """Facts of symbols that shape inference bound to expressions: a range (``seq = t * 2``
+    with ``seq: 8..512``) is ``[text, lo, hi]``; a step (``h = t * 2`` with ``h`` a multiple
+    of 8) is ``["(t * 2) mod 8", 0, 0]``."""
     from neuralc.ir.dims import parse_dim
 
     for text, lo, hi in constraints or []:
@@ -102,6 +104,9 @@ def check_constraints(constraints: list, env: dict[str, int]) -> None:
         except KeyError:
             continue
         if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if (lo, hi) == (0, 0) and " mod " in text:
+                raise InputError(f"with these inputs {text} is {value}, not 0: the dimension it "
+                                 "stands for must be a multiple of the step dims { } gives it")
             rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
             raise InputError(f"with these inputs {text} is {value}, outside the range {rng} "
                              "that dims { } gives the dimension it stands for")

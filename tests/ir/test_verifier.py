@@ -114,10 +114,10 @@ def test_non_tensor_types() -> None:
     body.args[0].type = "f32"  # type: ignore[assignment]
     body.ops[0].results[0].type = [4]  # type: ignore[assignment]
     problems = verify(m)
-    assert "m.nr:1:1: func.func: block argument 0 is not a tensor: 'f32'" in problems
-    assert "m.nr:5:5: graph.dense: operand #0 is not a tensor: 'f32'" in problems
-    assert "m.nr:5:5: graph.dense: result #0 is not a tensor: [4]" in problems
-    assert "m.nr:6:5: graph.dense: operand #0 is not a tensor: [4]" in problems
+    assert "m.nr:1:1: func.func: block argument 0 has no IR type: 'f32'" in problems
+    assert "m.nr:5:5: graph.dense: operand #0 has no IR type: 'f32'" in problems
+    assert "m.nr:5:5: graph.dense: result #0 has no IR type: [4]" in problems
+    assert "m.nr:6:5: graph.dense: operand #0 has no IR type: [4]" in problems
 
 
 def test_use_before_definition() -> None:

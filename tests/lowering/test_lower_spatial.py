@@ -336,7 +336,8 @@ def test_spatial_chain_with_symbolic_sizes() -> None:
 # Every example that uses a layer of these families.
 SPATIAL_EXAMPLES = ["mnist_cnn", "inception_block", "mobilenet_tiny", "unet_small",
                     "resnet_small", "se_resnet_block", "macros", "sequence_dims",
-                    "text_embedding", "two_inputs", "transformer_classifier", "vit_tiny"]
+                    "text_embedding", "two_inputs", "transformer_classifier", "vit_tiny",
+                    "unet_symbolic"]
 
 
 def test_spatial_examples_are_all_listed() -> None:
@@ -508,4 +509,4 @@ def test_fusion_kinds_and_precision() -> None:
     for name, (fusion, precision) in want.items():
         opdef = lookup_op(name)
         assert opdef is not None
-        assert (opdef.FUSION, opdef.PRECISION) == (fusion, precision)
+        assert (fusion, precision) == (opdef.FUSION, opdef.PRECISION)

@@ -41,7 +41,7 @@ class Graph:
     """A function under construction: typed ops appended in order, types inferred at once."""
 
     def __init__(self, **inputs: tuple[Dim, ...]):
-        self.module = Module("T")
+        self.module = Module("T", attributes={"dim_nominal": {"batch": 1}})
         self.func = func_op("T", [TensorType(s) for s in inputs.values()], list(inputs))
         self.module.body.append(self.func)
         self.body = func_body(self.func)

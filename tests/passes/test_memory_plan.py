@@ -30,7 +30,9 @@ B, S, H = sym("batch"), sym("seq"), sym("h")
 def module(body: str, args: str = "%x: tensor<batch x 64 x f32>", results: int = 1,
            dims: str = "") -> Module:
     outs = ", ".join(["tensor<* x f32>"] * results)
-    head = f"module @T attributes {{dims = {{{dims}}}}} {{" if dims else "module @T {"
+    # The frontend records the nominal sizes (batch 1); textual IR says so itself.
+    facts = f"dims = {{{dims}}}, " if dims else ""
+    head = f"module @T attributes {{{facts}dim_nominal = {{batch = 1}}}} {{"
     text = textwrap.dedent(f"""\
         {head}
           func.func @T({args}) -> ({outs}) {{

@@ -29,7 +29,7 @@ from neuralc.backends.keras import KerasBackend
 from neuralc.driver import compile_file, compile_source
 from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import func_body
-from neuralc.ir.dims import evaluate, symbols
+from neuralc.ir.dims import dim_facts, evaluate, fit_size, symbols
 from neuralc.layers import catalog
 from neuralc.runtime import samples
 from neuralc.runtime.interpreter import run_module
@@ -307,8 +307,7 @@ def symbol_sizes(model: CompiledModel, batch: int, run: int,
                 if s in given:
                     sizes[s] = given[s][run]
                     continue
-                lo = (ranges.get(s) or [None, None])[0] or 1
-                sizes[s] = max(lo, 5) + 3 * run
+                sizes[s] = fit_size(5 + 3 * run, *dim_facts(ranges.get(s)))
     return sizes
 
 
