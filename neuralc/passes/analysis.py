@@ -334,8 +334,10 @@ def liveness(func: Op) -> list[LiveRange]:
 
 
 def peak_live_bytes(func: Op, sizes: Mapping[str, int]) -> int:
-    """The most bytes of buffers live at once: what an ideal allocator needs."""
-    ranges = liveness(func)
+    """The most bytes of intermediate buffers live at once: what an ideal allocator needs
+    (the function's results are the caller's buffers, as in the memory plan)."""
+    returned = {id(v) for v in func_body(func).ops[-1].operands} if func_body(func).ops else set()
+    ranges = [lr for lr in liveness(func) if id(lr.value) not in returned]
     n = len(func_body(func).ops) + 1
     live = [0] * (n + 1)
     for lr in ranges:

@@ -2,9 +2,9 @@
 numbered slot of one arena, reusing the slots of dead buffers.
 
 Buffers are the results of function-level kernels (``kernel.fused`` after fusion, every
-compute op before it); function inputs belong to the caller and constants to the weights, so
-neither is planned. Function results are planned like any other buffer; they live to the end,
-so the runtime copies them out (or hands out views valid until the next run).
+compute op before it); function inputs and results belong to the caller (a code generator
+writes a result straight into the caller's output buffer), constants and init values to the
+weights, so none of them is planned.
 
 The plan walks the function in program order (:func:`~neuralc.passes.analysis.liveness`). A
 buffer is free once the op that reads it last has run; a new value takes the free slot that is
@@ -16,18 +16,23 @@ sizes that cannot be compared (``batch * 64`` against ``seq * 8``) simply stay a
 
 The plan prints with the IR and parses back:
 
-- ``buffer = N`` on each result-producing kernel (a list for several results);
+- ``buffer = N`` on each kernel with a planned result (a list for several results, ``none``
+  for a result the caller owns);
 - on the function: ``buffer_bytes`` (each slot's size, symbolic), ``peak_bytes`` (the arena
   size, the sum of the slots, as an expression such as ``"batch * 1024 + 64"``), and
-  ``peak_bytes_nominal`` with the ``nominal_sizes`` it was taken at (batch = 1, others 64).
+  ``peak_bytes_nominal`` with the ``nominal_sizes`` it was taken at;
+- the arena layout: ``buffer_offsets`` (each slot's byte offset, each a multiple of
+  ``ARENA_ALIGN`` = 64 bytes so vector loads and cache lines line up) and ``arena_bytes`` (the
+  arena's size: the aligned slots end to end). Both are symbolic: a runtime evaluates them once
+  per call from the input sizes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from neuralc.ir.core import Module, Op, func_body
-from neuralc.ir.dims import Dim, symbols
+from neuralc.ir.core import Module, Op, Rewriter, func_body, func_return
+from neuralc.ir.dims import Dim, ceildiv, symbols
 from neuralc.passes.analysis import (
     LiveRange,
     UnrankedError,
@@ -41,7 +46,14 @@ from neuralc.passes.analysis import (
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
 
-PLAN_ATTRS = ("buffer_bytes", "peak_bytes", "peak_bytes_nominal", "nominal_sizes")
+PLAN_ATTRS = ("buffer_bytes", "peak_bytes", "peak_bytes_nominal", "nominal_sizes",
+              "buffer_offsets", "arena_bytes")
+ARENA_ALIGN = 64
+
+
+def aligned(size: Dim, align: int = ARENA_ALIGN) -> Dim:
+    """``size`` rounded up to a multiple of ``align``."""
+    return ceildiv(size, align) * align
 
 
 @dataclass
@@ -68,10 +80,14 @@ class MemoryPlan:
 
 
 def plan_function(func: Op, lows: dict[str, int], sizes: dict[str, int]) -> MemoryPlan:
-    """Assign every buffer of ``func`` a slot (linear scan, best fit among provable fits)."""
+    """Assign every buffer of ``func`` a slot (linear scan, best fit among provable fits);
+    the function's results are the caller's and get none."""
     slots: list[Slot] = []
     assignment: dict[int, int] = {}
+    returned = {id(v) for v in func_return(func).operands}
     for lr in liveness(func):
+        if id(lr.value) in returned:
+            continue
         free = [s for s in slots if s.free_after < lr.start and provably_ge(s.size, lr.size, lows)]
         if free:
             slot = min(free, key=lambda s: (eval_dim(s.size, sizes), s.index))
@@ -100,18 +116,28 @@ class MemoryPlanPass(Pass):
             except UnrankedError as e:
                 ctx.diags.error(f"memory-plan: {e}", func.location)
                 continue
+            rewriter = Rewriter()
             for op in func_body(func).ops:
-                op.attributes.pop("buffer", None)
-                ids = [plan.assignment[id(r)] for r in op.results if id(r) in plan.assignment]
-                if ids:
-                    op.attributes["buffer"] = ids[0] if len(ids) == 1 else ids
+                rewriter.remove_attr(op, "buffer")
+                ids = [plan.assignment.get(id(r)) for r in op.results]
+                if any(i is not None for i in ids):
+                    rewriter.set_attr(op, "buffer", ids[0] if len(ids) == 1 else ids)
             for key in PLAN_ATTRS:
-                func.attributes.pop(key, None)
+                rewriter.remove_attr(func, key)
             used: set[str] = set()
             for slot in plan.slots:
                 used |= symbols(slot.size)
-            func.attributes["buffer_bytes"] = [dim_text(s.size) for s in plan.slots]
-            func.attributes["peak_bytes"] = dim_text(plan.peak)
-            func.attributes["peak_bytes_nominal"] = eval_dim(plan.peak, sizes)
+            offsets: list[Dim] = []
+            end: Dim = 0
+            for slot in plan.slots:
+                offsets.append(end)
+                end = end + aligned(slot.size)
+            attrs = {"buffer_bytes": [dim_text(s.size) for s in plan.slots],
+                     "peak_bytes": dim_text(plan.peak),
+                     "peak_bytes_nominal": eval_dim(plan.peak, sizes),
+                     "buffer_offsets": [dim_text(o) for o in offsets],
+                     "arena_bytes": dim_text(end)}
             if used:
-                func.attributes["nominal_sizes"] = {k: sizes[k] for k in sorted(used)}
+                attrs["nominal_sizes"] = {k: sizes[k] for k in sorted(used)}
+            for key, value in attrs.items():
+                rewriter.set_attr(func, key, value)
