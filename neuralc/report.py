@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuralc.ir.core import Module, func_body
-from neuralc.ir.dims import Dim
+from neuralc.ir.dims import Dim, parse_dim
 from neuralc.ir.types import shape_str
 from neuralc.layers import catalog
 
@@ -156,9 +156,12 @@ def format_optimisation_report(before: Module, after: Module, level: int) -> str
         f"({100 * (1 - b1 / b0) if b0 else 0:.0f}% less)",
         f"  peak activations:   {peak:>12,} bytes (memory plan)",
     ]
-    peak_expr = None
-    for func in after.funcs:
-        peak_expr = func.attributes.get("peak_bytes")
-    if peak_expr:
-        lines.append(f"  peak (symbolic):    {peak_expr}")
+    for func in after.networks:
+        arena = func.attributes.get("arena_bytes")
+        if arena is None:
+            continue
+        at_sizes = analysis.eval_dim(parse_dim(str(arena)), sizes)
+        lines.append(f"  arena:              {at_sizes:>12,} bytes (64-byte aligned slots; "
+                     "what generated code allocates)")
+        lines.append(f"  arena (symbolic):   {arena}")
     return "\n".join(lines)
