@@ -360,6 +360,7 @@ class DefinedOp(Op):
     # traits
     isolated_from_above: ClassVar[bool] = False
     fresh_name_scope: ClassVar[bool] = False  # the printer numbers its values afresh
+    module_level: ClassVar[bool] = False  # may stand at module level (functions, kernels)
     terminator: ClassVar[bool] = False
     pure: ClassVar[bool] = True
 

@@ -131,8 +131,8 @@ class _Verifier:
         self.module_dims()
         names: dict[str, Op] = {}
         for op in self.module.body.ops:
-            if op.name != "func.func":
-                self.report(op, "only func.func may appear at module level")
+            if not (isinstance(op, DefinedOp) and op.module_level):
+                self.report(op, "only func.func and loop.kernel may appear at module level")
                 continue
             sym = op.attributes.get("sym_name")
             if isinstance(sym, str):
@@ -141,8 +141,27 @@ class _Verifier:
                 names[sym] = op
         for op in self.module.funcs:
             self.init_binding(op, names)
+        self.calls(names)
         self.block(self.module.body, visible=set(), parent_op=None)
         return self.problems
+
+    def calls(self, names: dict[str, Op]) -> None:
+        """A ``loop.call`` names a kernel of the module and passes buffers of its types."""
+        for op in self.module.walk():
+            if op.name != "loop.call":
+                continue
+            callee = names.get(str(op.attributes.get("callee")))
+            if callee is None or callee.name != "loop.kernel":
+                self.report(op, f"calls @{op.attributes.get('callee')}, which is no kernel of "
+                                "the module")
+                continue
+            want = [a.type for a in callee.regions[0].blocks[0].args] if callee.regions and \
+                callee.regions[0].blocks else []
+            got = [v.type for v in op.operands]
+            if got != want:
+                name = callee.attributes["sym_name"]
+                self.report(op, f"passes ({', '.join(map(str, got))}) to @{name}, which takes "
+                                f"({', '.join(map(str, want))})")
 
     def init_binding(self, func: Op, names: dict[str, Op]) -> None:
         """A network's ``init`` names an argument-less function that returns exactly the
@@ -164,6 +183,13 @@ class _Verifier:
             return
         body = func_body(init)
         ret = body.terminator
+        if "num_outputs" in init.attributes:  # the loop level: results are buffer arguments
+            got = [a.type for a in body.args[:init.attributes["num_outputs"]]]
+            want = [a.type for a in args[len(args) - n - 1:len(args) - 1]]
+            if got != want:
+                self.report(func, f"its init buffers ({', '.join(map(str, want))}) do not "
+                                  f"match what @{name} writes ({', '.join(map(str, got))})")
+            return
         if body.args:
             self.report(init, "an init function takes no arguments")
         if ret is None or ret.name != "func.return":

@@ -69,12 +69,12 @@ _SHORT = {"tensor.conv": "conv", "tensor.matmul": "matmul", "tensor.attention": 
 
 
 def is_scalar_constant(v: Value) -> bool:
-    """A one-element ``tensor.constant {value = ...}``: cloned into kernels, never read."""
+    """A fill ``tensor.constant {value = ...}`` of any shape (a zero initial state, a scalar):
+    cloned into the kernels that read it, where each element is an immediate; never read from
+    memory."""
     if not isinstance(v, OpResult) or v.op.name != "tensor.constant":
         return False
-    if "value" not in v.op.attributes or v.type.shape is None:
-        return False
-    return all(isinstance(d, int) and d == 1 for d in v.type.shape)
+    return "value" in v.op.attributes and v.type.shape is not None
 
 
 def fused_location(locs: Iterable[Location]) -> Location:

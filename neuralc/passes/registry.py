@@ -25,6 +25,7 @@ _PASS_MODULES = (
     "neuralc.passes.precision",
     "neuralc.passes.memory_plan",
     "neuralc.passes.outline_init",
+    "neuralc.passes.lower_to_loops",
 )
 _loaded = False
 

@@ -246,7 +246,7 @@ def test_module_level_ops_must_be_functions() -> None:
     m, _ = net()
     m.body.append(Op("graph.dense", [], [T(1)], location=FileLoc("m.nr", 40, 1)))
     problems = verify(m)
-    assert problems[0] == "m.nr:40:1: graph.dense: only func.func may appear at module level"
+    assert problems[0] == "m.nr:40:1: graph.dense: only func.func and loop.kernel may appear at module level"
     assert "m.nr:40:1: graph.dense: expects 1 operand(s), got 0" in problems
 
 

@@ -22,6 +22,7 @@ class FuncOp(DefinedOp):
     extra_attrs_allowed = True
     isolated_from_above = True
     fresh_name_scope = True
+    module_level = True
 
     def verify_extra(self) -> list[str]:
         body = self.regions[0].blocks

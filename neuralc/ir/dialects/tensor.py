@@ -22,7 +22,8 @@ import numpy as np
 
 from neuralc.ir.activations import activation_names, apply_activation
 from neuralc.ir.core import Op, Rewriter, Value
-from neuralc.ir.dims import Dim, evaluate
+from neuralc.ir.dims import Dim, ceildiv, dmax, evaluate, floordiv, mod, product
+from neuralc.ir.element import ElementBuilder, Node
 from neuralc.ir.numeric import np_dtype, round_bf16
 from neuralc.ir.opdef import (
     BOOL,
@@ -103,6 +104,36 @@ def broadcast_shapes(
     return tuple(out)
 
 
+def broadcast_index(index: list[Dim], operand: Value) -> list[Dim]:
+    """The index into ``operand`` of a result element at ``index`` under numpy broadcasting:
+    right-aligned, and 0 on the operand's axes of size 1."""
+    shape = operand.type.shape
+    assert shape is not None
+    tail = index[len(index) - len(shape):] if shape else []
+    return [0 if d == 1 else i for i, d in zip(tail, shape)]
+
+
+def accumulator_type(dtype: str) -> str:
+    """The type a reduction or contraction accumulates in: f32 for the low float types."""
+    return "f32" if dtype in ("f16", "bf16") else dtype
+
+
+def unflatten(flat: Dim, shape: tuple[Dim, ...]) -> list[Dim]:
+    """Row-major index of element ``flat`` (``0 <= flat < numel``) in ``shape``."""
+    out: list[Dim] = []
+    for k, d in enumerate(shape):
+        q = floordiv(flat, product(list(shape[k + 1:])))
+        out.append(q if k == 0 else mod(q, d))
+    return out
+
+
+def flatten(index: list[Dim], shape: tuple[Dim, ...]) -> Dim:
+    flat: Dim = 0
+    for i, d in zip(index, shape):
+        flat = flat * d + i
+    return flat
+
+
 def fill_value(v: Any) -> float | None:
     """The value of a ``tensor.constant {value = c}`` fill, or None for anything else."""
     owner = getattr(v, "op", None)
@@ -162,6 +193,11 @@ class ConstantOp(TensorOp):
 
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
         return [self.results[0].type]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        if self.value is None:
+            raise NotImplementedError("a weight is a buffer, read where it is used")
+        return b.const(self.value, self.results[0].type.dtype)
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         t = self.results[0].type
@@ -241,13 +277,21 @@ class UnaryOp(TensorOp):
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
         return [self.input.type.with_shape(ranked(self))]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        return b.unary(self.fn, b.operand(self, 0, index), self.alpha)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
-        fn, x = self.fn, args[0]
-        if fn in _MATH:
-            y = np.asarray(_MATH[fn](x.astype(np.float64))).astype(np.float64)
-        else:
-            y = apply_activation(fn, x.astype(np.float64), self.alpha)
-        return [y.astype(x.dtype)]
+        return [unary_fn(self.fn, args[0], self.alpha)]
+
+
+def unary_fn(fn: str, x: np.ndarray, alpha: float | None = None) -> np.ndarray:
+    """``fn`` elementwise (a math function or an activation), computed in float64 and returned
+    in ``x``'s dtype: the semantics of ``tensor.unary`` and ``loop.unary``."""
+    if fn in _MATH:
+        y = np.asarray(_MATH[fn](x.astype(np.float64))).astype(np.float64)
+    else:
+        y = apply_activation(fn, x.astype(np.float64), alpha)
+    return np.asarray(y).astype(x.dtype)
 
 
 _BINARY: dict[str, Any] = {
@@ -259,6 +303,9 @@ _BINARY: dict[str, Any] = {
     "min": np.minimum,
     "pow": np.power,
 }
+
+
+BINARY_FNS = _BINARY
 
 
 @register_op
@@ -294,6 +341,11 @@ class BinaryOp(TensorOp):
         shape = broadcast_shapes([ranked(self, 0), ranked(self, 1)], ctx, self.name)
         return [self.lhs.type.with_shape(shape)]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        x = b.operand(self, 0, broadcast_index(index, self.lhs))
+        y = b.operand(self, 1, broadcast_index(index, self.rhs))
+        return b.binary(self.fn, x, b.cast(y, x.dtype))
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [_BINARY[self.fn](args[0], args[1]).astype(args[0].dtype)]
 
@@ -314,6 +366,11 @@ class SelectOp(TensorOp):
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
         shape = broadcast_shapes([ranked(self, i) for i in range(3)], ctx, self.name)
         return [self.if_true.type.with_shape(shape)]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        c, x, y = (b.operand(self, i, broadcast_index(index, v))
+                   for i, v in enumerate(self.operands))
+        return b.select(b.cast(c, "i1"), x, b.cast(y, x.dtype))
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.where(args[0].astype(bool), args[1], args[2]).astype(args[1].dtype)]
@@ -338,6 +395,9 @@ class CastOp(TensorOp):
     def canonicalize(self, rewriter: Rewriter) -> bool:
         # A cast to the type a value already has does nothing.
         return replace_with(self, self.input, rewriter)
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        return b.cast(b.operand(self, 0, index), self.to)
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         if self.to == "bf16":
@@ -379,6 +439,42 @@ class ReduceOp(TensorOp):
             out = tuple(d for i, d in enumerate(shape) if i not in axes)
         return [self.input.type.with_shape(out)]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        shape = ranked(self)
+        axes = sorted(a % len(shape) for a in self.axes)
+        dtype = self.results[0].type.dtype
+        acc = accumulator_type(dtype)
+        outer = list(index)
+        if not self.keepdims:
+            for a in axes:
+                outer.insert(a, 0)
+
+        def at(rs: list[Dim]) -> list[Dim]:
+            where = list(outer)
+            for a, r in zip(axes, rs):
+                where[a] = r
+            return where
+
+        bounds = [(0, shape[a]) for a in axes]
+        count = b.cast(b.index_value(product([shape[a] for a in axes]), "i64"), acc)
+        if self.kind in ("sum", "mean", "max", "min", "prod"):
+            combine = {"sum": "add", "mean": "add", "max": "max", "min": "min",
+                       "prod": "mul"}[self.kind]
+            total = b.reduce(combine, bounds,
+                             lambda rs: b.cast(b.operand(self, 0, at(rs)), acc), dtype=acc)
+            if self.kind == "mean":
+                total = b.binary("div", total, count)
+            return b.cast(total, dtype)
+        # var: the mean of squared deviations from the mean (two passes, as numpy).
+        mean = b.binary("div", b.reduce(
+            "add", bounds, lambda rs: b.cast(b.operand(self, 0, at(rs)), acc), dtype=acc), count)
+
+        def dev(rs: list[Dim]) -> Node:
+            d = b.binary("sub", b.cast(b.operand(self, 0, at(rs)), acc), mean)
+            return b.binary("mul", d, d)
+
+        return b.cast(b.binary("div", b.reduce("add", bounds, dev, dtype=acc), count), dtype)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
         axes = tuple(a % x.ndim for a in self.axes)
@@ -413,12 +509,50 @@ class MatmulOp(TensorOp):
         batch = broadcast_shapes([a[:-2], b[:-2]], ctx, self.name) if (a[:-2] or b[:-2]) else ()
         return [self.lhs.type.with_shape(batch + (a[-2], b[-1]))]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        a_shape, b_shape = ranked(self, 0), ranked(self, 1)
+        k_dim = a_shape[-1]
+        i, j = index[-2], index[-1]
+        batch = index[:-2]
+        acc = "f32"
+
+        def term(rs: list[Dim]) -> Node:
+            (k,) = rs
+            a_idx = _batch_index(batch, a_shape) + [i, k]
+            b_idx = _batch_index(batch, b_shape) + ([j, k] if self.transpose_b else [k, j])
+            x = b.cast(b.operand(self, 0, a_idx), acc)
+            y = b.cast(b.operand(self, 1, b_idx), acc)
+            return b.binary("mul", x, y)
+
+        total = b.reduce("add", [(0, k_dim)], term, contraction=True, dtype=acc)
+        return b.cast(total, self.results[0].type.dtype)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         a, b = args
         if self.transpose_b:
             b = np.swapaxes(b, -1, -2)
         y = np.matmul(a.astype(np.float32), b.astype(np.float32))
         return [y.astype(a.dtype)]
+
+
+def _batch_index(batch: list[Dim], shape: tuple[Dim, ...]) -> list[Dim]:
+    """A matmul operand's leading (batch) index: broadcast from the result's batch index."""
+    lead = shape[:-2]
+    tail = batch[len(batch) - len(lead):] if lead else []
+    return [0 if d == 1 else i for i, d in zip(tail, lead)]
+
+
+def spatial_pad_lo(size: Dim, k: int, stride: int, dilation: int, padding: Any,
+                   axis: int) -> Dim:
+    """Elements of padding before spatial axis ``axis``: explicit, none ("valid"), or Keras's
+    "same" split (the smaller half first), symbolic when the size is."""
+    if isinstance(padding, list):
+        return padding[axis][0]
+    if padding != "same":
+        return 0
+    eff = (k - 1) * dilation + 1
+    out = ceildiv(size, stride)
+    return floordiv(dmax((out - 1) * stride + eff - size, 0), 2)
 
 
 PADDING = OneOf((StrAttr(("valid", "same")), PAD_PAIRS))
@@ -468,6 +602,41 @@ class ConvOp(TensorOp):
                                               self.padding))
         out = (x[0], w[0], *spatial) if first else (x[0], *spatial, w[0])
         return [self.input.type.with_shape(out)]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        x_shape, w_shape = ranked(self, 0), ranked(self, 1)
+        first = self.layout == "nchw"
+        if first:  # view both as channels-last
+            x_shape = (x_shape[0], *x_shape[2:], x_shape[1])
+            index = [index[0], *index[2:], index[1]]
+        nd = len(x_shape) - 2
+        n, out_sp, o = index[0], index[1:-1], index[-1]
+        cin = w_shape[1]
+        cout_g = floordiv(w_shape[0], self.groups)
+        group = floordiv(o, cout_g) if self.groups > 1 else 0
+        taps = [int(k) for k in w_shape[2:]]
+        pads = [spatial_pad_lo(x_shape[1 + a], taps[a], self.strides[a], self.dilation[a],
+                               self.padding, a) for a in range(nd)]
+
+        def term(rs: list[Dim]) -> Node:
+            c, ts = rs[0], rs[1:]
+            pos = [y * s + t * d - p for y, t, s, d, p in
+                   zip(out_sp, ts, self.strides, self.dilation, pads)]
+            ch = group * cin + c
+            x_idx = [n, *pos, ch]
+            if first:
+                x_idx = [n, ch, *pos]
+            conds = [(q, 0, x_shape[1 + a]) for a, q in enumerate(pos)
+                     if not (isinstance(pads[a], int) and pads[a] == 0
+                             and self.padding != "same")]
+            x = b.operand_guarded(self, 0, x_idx, conds, 0.0) if conds else \
+                b.operand(self, 0, x_idx)
+            w = b.operand(self, 1, [o, c, *ts])
+            return b.binary("mul", b.cast(x, "f32"), b.cast(w, "f32"))
+
+        total = b.reduce("add", [(0, cin)] + [(0, k) for k in taps], term, contraction=True,
+                         dtype="f32")
+        return b.cast(total, self.results[0].type.dtype)
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x, w = args
@@ -522,6 +691,13 @@ class ReshapeOp(TensorOp):
             raise ShapeError(f"{self.name} needs its result type written out")
         return [out]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        out = self.results[0].type.shape
+        src = ranked(self)
+        assert out is not None
+        flat = flatten(index, out)
+        return b.operand(self, 0, [b.simplify(d) for d in unflatten(flat, src)])
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [args[0].reshape(concrete(self.results[0].type, ctx))]
 
@@ -556,6 +732,12 @@ class TransposeOp(TensorOp):
             raise ShapeError(f"{self.name}: perm {p} does not fit rank {len(x)}")
         return [self.input.type.with_shape(tuple(x[i] for i in p))]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        src: list[Dim] = [0] * len(self.perm)
+        for j, p in enumerate(self.perm):
+            src[p] = index[j]
+        return b.operand(self, 0, src)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.transpose(args[0], self.perm)]
 
@@ -587,6 +769,9 @@ class BroadcastOp(TensorOp):
             raise ShapeError(f"{self.name} needs its result type written out")
         broadcast_shapes([ranked(self), out.shape], ctx, self.name)
         return [out]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        return b.operand(self, 0, broadcast_index(index, self.input))
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.broadcast_to(args[0], concrete(self.results[0].type, ctx)).copy()]
@@ -623,6 +808,12 @@ class SliceOp(TensorOp):
             size = out[ax]
         return [self.input.type.with_shape(x[:ax] + (size,) + x[ax + 1 :])]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        ax = self.axis % len(index)
+        src = list(index)
+        src[ax] = src[ax] + self.start
+        return b.operand(self, 0, src)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
         ax = self.axis % x.ndim
@@ -653,6 +844,24 @@ class ConcatOp(TensorOp):
                 out[i] = out[i] + d if i == ax else ctx.unify(out[i], d, f"{self.name} axis {i}")
         return [self.operands[0].type.with_shape(tuple(out))]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        ax = self.axis % len(index)
+        pieces: list[tuple[Dim, Dim, int]] = []
+        start: Dim = 0
+        for k, v in enumerate(self.operands):
+            assert v.type.shape is not None
+            pieces.append((start, start + v.type.shape[ax], k))
+            start = start + v.type.shape[ax]
+        value: Node | None = None
+        for lo, hi, k in reversed(pieces):
+            src = list(index)
+            src[ax] = index[ax] - lo
+            part = b.operand_guarded(self, k, src, [(index[ax], lo, hi)], 0.0)
+            value = part if value is None else b.select(
+                b.guard([(index[ax], lo, hi)]), part, value)
+        assert value is not None
+        return value
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.concatenate(args, axis=self.axis)]
 
@@ -670,6 +879,12 @@ class GatherOp(TensorOp):
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
         table, idx = ranked(self, 0), ranked(self, 1)
         return [self.table.type.with_shape(idx + table[1:])]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        table, idx = ranked(self, 0), ranked(self, 1)
+        token = b.operand(self, 1, list(index[:len(idx)]))
+        row = b.bind(token, 0, table[0])  # clamped: no index reads outside the table
+        return b.operand(self, 0, [row, *index[len(idx):]])
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         table, idx = args

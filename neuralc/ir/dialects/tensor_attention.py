@@ -91,6 +91,9 @@ _COMPARE: dict[str, Any] = {
 }
 
 
+COMPARE_FNS = _COMPARE
+
+
 @register_op
 class CompareOp(TensorOp):
     """``fn(a, b)`` elementwise with numpy broadcasting, an i1 result; ``fn`` in eq ne lt le gt ge.
