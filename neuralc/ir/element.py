@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from neuralc.ir.dims import Dim, dmax, dmin, sym, symbols
+from neuralc.ir.dims import Dim, dmax_in, dmin_in, simplify, sym, symbols
 
 Cond = tuple[Dim, Dim, Dim]  # lo <= expr < hi, as (expr, lo, hi)
 
@@ -73,6 +73,8 @@ class ElementBuilder:
     def __init__(self) -> None:
         self._nodes: dict[tuple, Node] = {}
         self._fresh = 0
+        # Inclusive ranges of the loop and reduction variables made so far (sizes are >= 1).
+        self.ranges: dict[str, tuple[Dim, Dim]] = {}
 
     # -- operands (resolved by the lowering) ---------------------------------------------
     def operand(self, op: Any, i: int, index: Sequence[Dim]) -> Node:
@@ -86,15 +88,26 @@ class ElementBuilder:
         raise NotImplementedError
 
     def simplify(self, d: Dim) -> Dim:
-        """``d`` simplified with what the lowering knows of its variables' ranges."""
-        return d
+        """``d`` simplified with the known ranges of its variables."""
+        return simplify(d, self.ranges)
 
     def declare(self, names: list[str], bounds: list[tuple[Dim, Dim]]) -> None:
-        """Variables ``names`` range over ``[lo, hi)`` (a lowering records it to simplify)."""
+        """Variables ``names`` range over ``[lo, hi)``."""
+        for n, (lo, hi) in zip(names, bounds):
+            self.ranges[n] = (lo, hi - 1)
+
+    def min(self, *args: Dim) -> Dim:
+        """``min`` of index expressions, simplified with the variables' ranges (not with the
+        "every symbol >= 1" rule of :func:`dmin`, wrong for loop variables, which start at 0)."""
+        return dmin_in(self.ranges, *args)
+
+    def max(self, *args: Dim) -> Dim:
+        return dmax_in(self.ranges, *args)
 
     def clamp(self, index: Sequence[Dim], shape: Sequence[Dim]) -> list[Dim]:
-        """Each component moved into ``[0, size)`` (see :func:`clamp_index`)."""
-        return clamp_index(index, shape)
+        """Each component moved into ``[0, size)``: reads at a clamped index stay inside the
+        operand (what a guarded read of an inlined producer evaluates, then discards)."""
+        return [self.simplify(self.min(self.max(i, 0), s - 1)) for i, s in zip(index, shape)]
 
     # -- node construction ---------------------------------------------------------------
     def make(self, kind: str, dtype: str, args: Sequence[Node] = (),
@@ -180,8 +193,3 @@ class ElementBuilder:
             self._bindings: dict[str, Node] = {}
         return self._bindings
 
-
-def clamp_index(index: Sequence[Dim], shape: Sequence[Dim]) -> list[Dim]:
-    """Each index component moved into ``[0, size)``: reads at a clamped index stay inside
-    the operand (what a guarded read of an inlined producer evaluates, then discards)."""
-    return [dmin(dmax(i, 0), s - 1) for i, s in zip(index, shape)]

@@ -44,7 +44,7 @@ from neuralc.ir.core import (
     network_inputs,
 )
 from neuralc.ir.dialects.loop import dim, dim_text
-from neuralc.ir.dims import Dim, dmax_in, dmin_in, simplify, sym, symbols
+from neuralc.ir.dims import Dim, sym, symbols
 from neuralc.ir.element import BufferRef, Cond, ElementBuilder, Node
 from neuralc.ir.opdef import DefinedOp
 from neuralc.ir.types import MemRefType, ScalarType, TensorType
@@ -76,19 +76,6 @@ class KernelLowering(ElementBuilder):
             id(v): BufferRef(i, t.dtype, tuple(t.shape))
             for i, (v, t) in enumerate(zip(inputs, buffer_types))}
         self.memo: dict[tuple[int, tuple[Dim, ...]], Node] = {}
-        self.ranges: dict[str, tuple[Dim, Dim]] = {}
-
-    # variable ranges, for simplification and clamping
-    def declare(self, names: list[str], bounds: list[tuple[Dim, Dim]]) -> None:
-        for n, (lo, hi) in zip(names, bounds):
-            self.ranges[n] = (lo, hi - 1)
-
-    def simplify(self, d: Dim) -> Dim:
-        return simplify(d, self.ranges)
-
-    def clamp(self, index: Sequence[Dim], shape: Sequence[Dim]) -> list[Dim]:
-        return [self.simplify(dmin_in(self.ranges, dmax_in(self.ranges, i, 0), s - 1))
-                for i, s in zip(index, shape)]
 
     # operands
     def value(self, v: Value, index: Sequence[Dim]) -> Node:
