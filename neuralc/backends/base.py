@@ -39,6 +39,8 @@ class BackendOptions:
     precision: str = "fp32"  # fp32 | fp16 | bf16 | mixed
     keep_io_fp32: bool = False
     hpo: bool = False
+    opt: int = 2  # the -O level, for targets that compile the optimised tensor IR
+    use_cache: bool = True  # the native code cache (--no-cache)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

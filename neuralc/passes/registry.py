@@ -26,6 +26,7 @@ _PASS_MODULES = (
     "neuralc.passes.memory_plan",
     "neuralc.passes.outline_init",
     "neuralc.passes.lower_to_loops",
+    "neuralc.passes.schedule",
 )
 _loaded = False
 

@@ -1,0 +1,157 @@
+"""One LLVM module per model: every kernel, and the host programs that call them in order.
+
+The entry points (one native call per inference):
+
+    void nc_run(void **inputs, void **outputs, void **init, void **weights, void *arena,
+                const int64_t *sizes)
+    void nc_init(void **init, void **weights, void *init_arena)
+
+``sizes`` holds the model's symbolic sizes in :attr:`Program.symbols` order; ``weights`` one
+pointer per name of :attr:`Program.weights`; ``init`` the buffers of the init function's
+results (written by ``nc_init`` once at load, read by every ``nc_run``); the arenas are at
+least :attr:`Program.arena_bytes` (evaluated at the sizes) and 64-byte aligned. A kernel gets
+its buffers as pointers into these and the sizes it uses as ``i64`` arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neuralc.backends.cpu import vecmath
+from neuralc.backends.cpu.kernel_codegen import CodegenError, IndexEmitter, KernelCodegen
+from neuralc.backends.cpu.llvm_text import FunctionText, Val
+from neuralc.ir.core import Module, Op, func_body
+from neuralc.ir.dialects.loop import dim
+from neuralc.ir.dims import Dim, symbols
+from neuralc.ir.types import MemRefType
+
+
+@dataclass
+class Program:
+    """The LLVM IR of a model and what a runtime needs to call it."""
+
+    llvm_ir: str
+    network: str
+    symbols: list[str]
+    weights: list[str]
+    weight_types: dict[str, MemRefType]
+    inputs: list[MemRefType]
+    outputs: list[MemRefType]
+    init_buffers: list[MemRefType]
+    arena_bytes: Dim
+    init_arena_bytes: Dim
+    has_init: bool
+
+
+def _host(func: Op, entry: str, symbol_order: list[str], weight_order: list[str],
+          n_in: int, n_out: int, n_init: int, kernels: dict[str, Op]) -> str:
+    """The LLVM function that runs ``func``'s calls in order."""
+    f = FunctionText()
+    f.start("entry")
+    body = func_body(func)
+    args = body.args
+    refs: dict[int, str] = {}
+    sizes: dict[str, str] = {}
+    if entry == "nc_run":
+        params = "ptr %in, ptr %out, ptr %init, ptr %w, ptr %arena, ptr %sizes"
+        tables = [("%in", args[:n_in]), ("%out", args[n_in:n_in + n_out]),
+                  ("%init", args[n_in + n_out:n_in + n_out + n_init])]
+        for k, s in enumerate(symbol_order):
+            p = f.assign(f"getelementptr i64, ptr %sizes, i64 {k}", "sp")
+            sizes[s] = f.assign(f"load i64, ptr {p}, align 8", "size")
+    else:
+        params = "ptr %init, ptr %w, ptr %arena"
+        tables = [("%init", args[:n_out])]
+    for table, values in tables:
+        for k, a in enumerate(values):
+            p = f.assign(f"getelementptr ptr, ptr {table}, i64 {k}", "tp")
+            refs[id(a)] = f.assign(f"load ptr, ptr {p}, align 8", "buf")
+    refs[id(args[-1])] = "%arena"
+    index_text = _IndexText(f, sizes)
+    for op in body.ops:
+        if op.name == "loop.weight":
+            k = weight_order.index(op.attributes["weight"])
+            p = f.assign(f"getelementptr ptr, ptr %w, i64 {k}", "wp")
+            refs[id(op.results[0])] = f.assign(f"load ptr, ptr {p}, align 8", "weight")
+        elif op.name == "loop.view":
+            off = index_text.value(dim(op.attributes["offset"]))
+            refs[id(op.results[0])] = f.assign(
+                f"getelementptr i8, ptr {refs[id(op.operands[0])]}, i64 {off}", "view")
+        elif op.name == "loop.call":
+            kernel = kernels[op.attributes["callee"]]
+            ptrs = [f"ptr {refs[id(v)]}" for v in op.operands]
+            syms = [f"i64 {index_text.value(dim(s))}" for s in kernel.attributes["symbols"]]
+            f.emit(f"call void @\"k.{op.attributes['callee']}\"({', '.join(ptrs + syms)})")
+        elif op.name == "func.return":
+            f.emit("ret void")
+        else:
+            raise CodegenError(f"{op.name} in a host program")
+    return f"define void @{entry}({params}) nounwind {{\n" + "\n".join(f.lines) + "\n}\n"
+
+
+class _IndexText:
+    """Size expressions of the host program (no loop variables) as i64 values."""
+
+    def __init__(self, f: FunctionText, sizes: dict[str, str]):
+        self.emitter = IndexEmitter(f, "host", {s: Val(r, "i64") for s, r in sizes.items()})
+
+    def value(self, d: Dim) -> str:
+        return self.emitter.index(d).ref
+
+
+def _weights(module: Module) -> dict[str, MemRefType]:
+    """Every weight the host programs read, in first-use order, with its buffer type."""
+    types: dict[str, MemRefType] = {}
+    for op in module.walk():
+        if op.name == "loop.weight" and op.attributes["weight"] not in types:
+            types[op.attributes["weight"]] = op.results[0].type
+    return types
+
+
+def generate(module: Module, network: str | None = None) -> Program:
+    """The LLVM IR of a loop module (``lower-to-loops``, then ``schedule``)."""
+    kernels = {str(op.attributes["sym_name"]): op for op in module.body.ops
+               if op.name == "loop.kernel"}
+    nets = [f for f in module.networks if network is None or
+            f.attributes.get("sym_name") == network]
+    if len(nets) != 1:
+        raise CodegenError("name the network to compile")
+    net = nets[0]
+    init = module.init_func(net)
+    math_defs: set[tuple[str, int]] = set()
+    parts = [KernelCodegen(k, math_defs).generate() for k in kernels.values()]
+    n_in, n_out = int(net.attributes["num_inputs"]), int(net.attributes["num_outputs"])
+    n_init = int(net.attributes.get("init_args", 0))
+    args = func_body(net).args
+    symbol_order: list[str] = []
+    for a in args:
+        for d in a.type.shape:
+            for s in sorted(symbols(d)):
+                if s not in symbol_order:
+                    symbol_order.append(s)
+    for k in kernels.values():
+        for s in k.attributes["symbols"]:
+            if s not in symbol_order:
+                symbol_order.append(s)
+    weight_types = _weights(module)
+    weight_order = list(weight_types)
+    parts.append(_host(net, "nc_run", symbol_order, weight_order, n_in, n_out, n_init,
+                       kernels))
+    if init is not None:
+        parts.append(_host(init, "nc_init", [], weight_order, 0,
+                           int(init.attributes["num_outputs"]), 0, kernels))
+    for name, width in sorted(math_defs):
+        parts.append(vecmath.define(name, width))
+    return Program(
+        llvm_ir="\n".join(parts),
+        network=str(net.attributes["sym_name"]),
+        symbols=symbol_order,
+        weights=weight_order,
+        weight_types=weight_types,
+        inputs=[a.type for a in args[:n_in]],
+        outputs=[a.type for a in args[n_in:n_in + n_out]],
+        init_buffers=[a.type for a in args[n_in + n_out:n_in + n_out + n_init]],
+        arena_bytes=dim(str(net.attributes.get("arena_bytes", "0"))),
+        init_arena_bytes=dim(str(init.attributes.get("arena_bytes", "0"))) if init else 0,
+        has_init=init is not None,
+    )

@@ -1,0 +1,97 @@
+"""Running a model's native code in this process: one call per inference.
+
+Loading binds the weights (one pointer table, in the program's order), runs the init program
+once (``nc_init``: folded weights and the like), and keeps one 64-byte aligned arena that grows
+to the largest size seen. A call checks the inputs against the model's symbolic signature
+first (shapes, dtypes, ``dims`` ranges and steps, sizes each layer can take, token indices:
+the same checks and messages as every target), so no input can make the generated code read
+or write outside its buffers; then it passes pointers to the inputs, fresh outputs, the init
+buffers, the weights, the arena and the sizes to ``nc_run``. ctypes releases the GIL for the
+call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from neuralc.backends.base import Executable
+from neuralc.backends.cpu.compile import CpuCompilation
+from neuralc.backends.cpu.jit import JitModule
+from neuralc.frontend.model import CompiledModel
+from neuralc.ir.dims import evaluate
+from neuralc.ir.numeric import np_dtype
+from neuralc.ir.types import MemRefType
+from neuralc.runtime.signature import InputError, bind_inputs, select_func
+from neuralc.runtime.sizes import check_run
+
+_P = ctypes.c_void_p
+ALIGN = 64
+
+
+def aligned_bytes(n: int) -> np.ndarray:
+    """A zeroed byte buffer of ``n`` bytes whose first byte is 64-byte aligned."""
+    raw = np.zeros(n + ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    return raw[start:start + n]
+
+
+def _table(arrays: list[np.ndarray]) -> Any:
+    return (_P * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+
+
+def _shape(t: MemRefType, env: Mapping[str, int]) -> tuple[int, ...]:
+    return tuple(int(evaluate(d, env)) for d in t.shape)
+
+
+class CpuExecutable(Executable):
+    """Native code for one model, loaded with its weights; ``exe(inputs)`` -> outputs."""
+
+    def __init__(self, compilation: CpuCompilation, model: CompiledModel,
+                 weights: Mapping[str, np.ndarray], use_cache: bool = True):
+        program = compilation.program
+        self.compilation = compilation
+        self.program = program
+        self.model = model
+        self.func = select_func(model.module)
+        self.dims = model.module.attributes.get("dims")
+        self.constraints = model.module.attributes.get("dim_constraints")
+        self.jit = JitModule(program.llvm_ir, compilation.spec, use_cache=use_cache)
+        self._run = self.jit.function("nc_run", None, _P, _P, _P, _P, _P, _P)
+        self.weights = [np.ascontiguousarray(np.asarray(weights[n]).astype(
+            np_dtype(program.weight_types[n].dtype), copy=False)) for n in program.weights]
+        for name, w in zip(program.weights, self.weights):
+            want = _shape(program.weight_types[name], {})
+            if w.shape != want:
+                raise InputError(f"weight '{name}' has shape {w.shape}, expected {want}")
+        self._weights = _table(self.weights)
+        self.init_buffers = [np.zeros(_shape(t, {}), np_dtype(t.dtype))
+                             for t in program.init_buffers]
+        self._init = _table(self.init_buffers)
+        if program.has_init:
+            init = self.jit.function("nc_init", None, _P, _P, _P)
+            arena = aligned_bytes(max(int(evaluate(program.init_arena_bytes, {})), ALIGN))
+            init(ctypes.cast(self._init, _P), ctypes.cast(self._weights, _P), arena.ctypes.data)
+        self._arena = aligned_bytes(ALIGN)
+
+    def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
+        arrays, env = bind_inputs(self.func, inputs, self.dims)
+        check_run(self.func, arrays, env, self.constraints)
+        prog = self.program
+        missing = [s for s in prog.symbols if s not in env]
+        if missing:
+            raise InputError(f"the inputs do not determine the sizes {', '.join(missing)}")
+        ins = [np.ascontiguousarray(a.astype(np_dtype(t.dtype), copy=False))
+               for a, t in zip(arrays, prog.inputs)]
+        outs = [np.empty(_shape(t, env), np_dtype(t.dtype)) for t in prog.outputs]
+        need = int(evaluate(prog.arena_bytes, env))
+        if need > self._arena.size:
+            self._arena = aligned_bytes(need)
+        sizes = np.array([env[s] for s in prog.symbols] or [0], np.int64)
+        self._run(ctypes.cast(_table(ins), _P), ctypes.cast(_table(outs), _P),
+                  ctypes.cast(self._init, _P), ctypes.cast(self._weights, _P),
+                  self._arena.ctypes.data, sizes.ctypes.data)
+        return outs

@@ -1,0 +1,173 @@
+"""``schedule``: choose, for each loop nest of the loop IR, which loop runs in vector lanes.
+
+A schedule is data on the loop IR (``vectorize = W`` on a ``loop.for`` or a ``loop.reduce``);
+code generators read it, the interpreter ignores it. This default schedule vectorises one loop
+per innermost nest, the one whose accesses are cheapest in lanes:
+
+- the candidates are the innermost ``loop.for`` of a nest (when a store there is contiguous in
+  its variable: the variable is the last index, plus something that does not depend on it)
+  and each variable of each ``loop.reduce`` in it (which would then run innermost);
+- a candidate's cost is the number of loads and stores it turns into gathers or scatters
+  (an index that depends on the variable other than as the contiguous last index); a load that
+  does not depend on it stays one scalar broadcast to the lanes;
+- the cheapest wins, the ``loop.for`` on a tie (no horizontal reduction at the end).
+
+A matmul with (out, in) weights thus vectorises its reduction (both operands are contiguous
+along it), an elementwise kernel its last axis, a softmax its row reductions and its row.
+The width is ``vector_bits`` over the element size (16 float32 lanes at 512 bits), halved
+while the loop's static extent is smaller; loops of fewer than 4 iterations stay scalar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from neuralc.ir.core import Module, Op, Rewriter
+from neuralc.ir.dialects.loop import dim
+from neuralc.ir.dims import sym, symbols
+from neuralc.ir.types import MemRefType, ScalarType
+from neuralc.passes.base import Pass, PassContext
+from neuralc.passes.registry import register_pass
+
+_ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i8": 1, "i1": 1}
+MIN_LANES = 4
+
+
+def _accesses(op: Op) -> list[Op]:
+    return [o for o in op.walk() if o.name in ("loop.load", "loop.store")]
+
+
+def _contiguous(texts: list[str], var: str) -> bool | None:
+    """None: the access does not depend on ``var``; True: contiguous in it; False: a gather."""
+    exprs = [dim(t) for t in texts]
+    users = [k for k, e in enumerate(exprs) if var in symbols(e)]
+    if not users:
+        return None
+    last = exprs[-1]
+    return users == [len(exprs) - 1] and var not in symbols(last - sym(var))
+
+
+def _gathers(scope: Op, var: str) -> int:
+    return sum(1 for o in _accesses(scope)
+               if _contiguous(o.attributes["index"], var) is False
+               or (o.name == "loop.load" and o.attributes.get("guard") and any(
+                   var in symbols(dim(t)) for c in o.attributes["guard"] for t in c)
+                   and _contiguous(o.attributes["index"], var) is not True))
+
+
+def _element_type(op: Op) -> str:
+    """The widest element type a candidate computes on (its lanes are counted in it)."""
+    best = "i1"
+    for o in op.walk():
+        for r in o.results:
+            if isinstance(r.type, ScalarType) and _ITEMSIZE[r.type.dtype] > _ITEMSIZE[best]:
+                best = r.type.dtype
+        for v in o.operands:
+            if isinstance(v.type, MemRefType) and _ITEMSIZE[v.type.dtype] > _ITEMSIZE[best]:
+                best = v.type.dtype
+    return "f32" if best == "i1" else best
+
+
+def _lanes(vector_bits: int, dtype: str, extent: object) -> int:
+    lanes = max(1, vector_bits // (8 * _ITEMSIZE[dtype]))
+    if isinstance(extent, int):
+        while lanes > extent:
+            lanes //= 2
+    return lanes if lanes >= MIN_LANES else 1
+
+
+def _innermost_fors(op: Op) -> list[Op]:
+    out = []
+    for o in op.walk():
+        if o.name == "loop.for" and not any(x.name == "loop.for" for x in list(o.walk())[1:]):
+            out.append(o)
+    return out
+
+
+def _top_reduces(scope: Op) -> list[Op]:
+    """Reductions in ``scope`` not nested in another reduction."""
+    out = []
+    for o in list(scope.walk())[1:]:
+        if o.name != "loop.reduce":
+            continue
+        parent = o.parent_op()
+        while parent is not None and parent is not scope and parent.name != "loop.reduce":
+            parent = parent.parent_op()
+        if parent is scope or parent is None:
+            out.append(o)
+    return out
+
+
+def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter) -> None:
+    fors = _innermost_fors(kernel)
+    # Reductions outside every loop (a reduction to one value) are their own candidates.
+    loose = [r for r in _top_reduces(kernel)
+             if not any(p.name == "loop.for" for p in _ancestors(r, kernel))]
+    for f in fors:
+        var = f.attributes["var"]
+        candidates: list[tuple[int, int, Op, str]] = []
+        stores = [o for o in _accesses(f) if o.name == "loop.store"]
+        if stores and all(_contiguous(s.attributes["index"], var) for s in stores):
+            candidates.append((_gathers(f, var), 0, f, var))
+        for r in _top_reduces(f):
+            for v in r.attributes["vars"]:
+                candidates.append((_gathers(r, v), 1, r, v))
+        _apply(candidates, vector_bits, rewriter)
+    for r in loose:
+        _apply([(_gathers(r, v), 1, r, v) for v in r.attributes["vars"]], vector_bits,
+               rewriter)
+
+
+def _ancestors(op: Op, stop: Op) -> list[Op]:
+    out = []
+    p = op.parent_op()
+    while p is not None and p is not stop:
+        out.append(p)
+        p = p.parent_op()
+    return out
+
+
+def _apply(candidates: list[tuple[int, int, Op, str]], vector_bits: int,
+           rewriter: Rewriter) -> None:
+    if not candidates:
+        return
+    _, _, op, var = min(candidates, key=lambda c: (c[0], c[1]))
+    dtype = _element_type(op)
+    if op.name == "loop.for":
+        extent = dim(op.attributes["upper"]) - dim(op.attributes["lower"])
+        lanes = _lanes(vector_bits, dtype, extent)
+        if lanes > 1:
+            rewriter.set_attr(op, "vectorize", lanes)
+        return
+    names = list(op.attributes["vars"])
+    k = names.index(var)
+    order = [i for i in range(len(names)) if i != k] + [k]
+    extent = dim(op.attributes["upper"][k]) - dim(op.attributes["lower"][k])
+    lanes = _lanes(vector_bits, dtype, extent)
+    if lanes <= 1:
+        return
+    for key in ("vars", "lower", "upper"):
+        values = list(op.attributes[key])
+        rewriter.set_attr(op, key, [values[i] for i in order])
+    rewriter.set_attr(op, "vectorize", lanes)
+
+
+@register_pass
+@dataclass
+class SchedulePass(Pass):
+    """Option ``vector_bits``: the target's vector register width (512 for AVX-512, 256 for
+    AVX2, 128 for NEON and SSE); 0 leaves every loop scalar."""
+
+    name = "schedule"
+    level = "any"
+    summary = "choose the loop each nest runs in vector lanes (vectorize = W)"
+
+    vector_bits: int = 512
+
+    def run(self, module: Module, ctx: PassContext) -> None:
+        if self.vector_bits <= 0:
+            return
+        rewriter = Rewriter()
+        for op in module.body.ops:
+            if op.name == "loop.kernel":
+                schedule_kernel(op, self.vector_bits, rewriter)
