@@ -18,11 +18,14 @@ $(VENV)/.test-stamp: $(VENV)/.run-stamp
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# The main job: shape table and optimisation report, then compile for the best target this
-# machine runs (--target auto) and run it on a seeded random input.
+# The main job: shape table and optimisation report, then compile every variant this machine
+# can build into one artifact (build/model.ncz) and run it on a seeded random input, with the
+# selection report: which variant runs where, and why each better one was skipped.
 run: $(VENV)/.run-stamp
 	$(VENV)/bin/neuralc check $(EXAMPLE) --report
-	$(VENV)/bin/neuralc run $(EXAMPLE) --random --batch 2 --target auto
+	@mkdir -p build
+	$(VENV)/bin/neuralc $(EXAMPLE) --target auto -o build/model.ncz
+	$(VENV)/bin/neuralc run build/model.ncz --random --batch 2 -v
 
 test: $(VENV)/.test-stamp
 	$(PY) -m pytest -q -n auto

@@ -3,6 +3,8 @@
     neuralc MODEL.nr [--emit graph-ir] [-O2] [--target T] [-o OUT]   compile
     neuralc check MODEL.nr                                            shape table
     neuralc run MODEL.nr --input x.npy [--weights w.safetensors]      run the reference
+    neuralc MODEL.nr --target auto -o model.ncz                       write an artifact
+    neuralc run model.ncz --input x.npy [--device D] [-v]             run it, no .nr needed
     neuralc opt FILE.nir --passes=shape-infer                         passes on textual IR
     neuralc layers [--markdown]                                       the layer catalog
 
@@ -93,6 +95,8 @@ def _ir_debug(p: argparse.ArgumentParser) -> None:
 def _backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors) to compile in")
     p.add_argument("--seed", type=_non_negative, default=0, help="seed of the initial weights")
+    p.add_argument("--no-cache", action="store_true",
+                   help="cpu target: compile afresh, bypassing the native code cache")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at most 26)")
     p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="numeric precision (default: the model's execution { precision }, "
@@ -111,18 +115,23 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     )
     compile_p.add_argument("model", help="the .nr model file")
     compile_p.add_argument(
-        "--emit", choices=("graph-ir", "tensor-ir", "kernels"), default="graph-ir",
-        help="graph-ir (default; shape-checked layers), tensor-ir (after the -O pipeline), "
-        "kernels (the fused kernels with their ops and source lines)")
+        "--emit", choices=("graph-ir", "tensor-ir", "kernels", "loop-ir", "llvm", "asm"),
+        default=None,
+        help="graph-ir (the default except for --target cpu; shape-checked layers), tensor-ir "
+        "(after the -O pipeline), kernels (the fused kernels with their ops and source "
+        "lines), loop-ir (the loop nests of each kernel), llvm (the default of --target "
+        "cpu: LLVM IR for this CPU), asm (its assembly)")
     compile_p.add_argument("--debug-fusion", action="store_true",
                            help="say why each rejected pair of ops was not fused")
     compile_p.add_argument(
         "--target",
         default="auto",
         choices=ALL_TARGETS,
-        help="backend (default auto: the graph IR for the reference)",
+        help="backend (default auto: the graph IR for the reference; with -o FILE.ncz, an "
+        "artifact holding every variant built here)",
     )
-    compile_p.add_argument("-o", "--output", metavar="FILE", help="write the result here")
+    compile_p.add_argument("-o", "--output", metavar="FILE",
+                           help="write the result here (FILE.ncz: a compiled artifact)")
     _backend_options(compile_p)
     _opt_level(compile_p)
     _common(compile_p)
@@ -137,8 +146,9 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     _opt_level(check_p)
     _common(check_p)
 
-    run_p = _Parser(prog="neuralc run", description="Run a model in the reference interpreter.")
-    run_p.add_argument("model")
+    run_p = _Parser(prog="neuralc run",
+                    description="Run a model (.nr) or a compiled artifact (.ncz).")
+    run_p.add_argument("model", help="the .nr model file, or a .ncz artifact")
     run_p.add_argument(
         "--input",
         "-i",
@@ -163,12 +173,20 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     )
     run_p.add_argument("--seed", type=_non_negative, default=0,
                        help="seed of initial weights and --random")
-    run_p.add_argument("--target", default="reference", choices=ALL_TARGETS,
+    run_p.add_argument("--target", default=None, choices=ALL_TARGETS,
                        help="where to run: reference (default), onnx (onnxruntime), or auto "
-                       "(the best built target this machine runs)")
+                       "(the best built target this machine runs); for a .ncz artifact, the "
+                       "variant to run (default: the best this machine runs)")
+    run_p.add_argument("--device", metavar="auto|cpu|cuda|cuda:N", default=None,
+                       help="the device to run on (default: the model's execution { device }); "
+                       "a warning says when it cannot be honoured")
+    run_p.add_argument("-v", "--verbose", action="store_true",
+                       help="print the selection report: what runs where, and why")
     run_p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     run_p.add_argument("--precision", default=None, choices=PRECISIONS)
     run_p.add_argument("--keep-io-fp32", action="store_true")
+    run_p.add_argument("--no-cache", action="store_true",
+                       help="cpu target: compile afresh, bypassing the native code cache")
     run_p.add_argument("-o", "--output", metavar="FILE", help="save the output (.npy)")
     run_p.add_argument("--graph", action="store_true",
                        help="reference target: run the graph IR instead of the optimised tensor IR")
@@ -196,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from neuralc import commands
     from neuralc.backends.base import BackendError, BackendUnavailable
     from neuralc.driver import UsageError
+    from neuralc.runtime.artifact import ArtifactError
 
     try:
         return getattr(commands, f"cmd_{cmd}")(args)
@@ -203,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(render_all(e.diagnostics) + "\n")
         return EXIT_MODEL
     except commands.DataError as e:
+        sys.stderr.write(f"neuralc: error: {e}\n")
+        return EXIT_MODEL
+    except ArtifactError as e:  # damaged, tampered, foreign, or no variant runs here
         sys.stderr.write(f"neuralc: error: {e}\n")
         return EXIT_MODEL
     except UsageError as e:

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from neuralc.diagnostics import render_all
+from neuralc.diagnostics import Diagnostic, render_all
 from neuralc.driver import UsageError, compile_file
 from neuralc.frontend.hparams import HParams, parse_override
 from neuralc.frontend.model import CompiledModel
 from neuralc.passes.manager import PassManager
 from neuralc.passes.pipelines import pipeline
 from neuralc.passes.registry import parse_pipeline
+
+ARTIFACT_SUFFIX = ".ncz"  # -o model.ncz writes an artifact; `run model.ncz` runs one
 
 
 class DataError(Exception):
@@ -89,7 +91,9 @@ def _options(args: argparse.Namespace):
     if not 7 <= args.opset <= 26:
         raise UsageError(f"--opset must be between 7 and 26, got {args.opset}")
     return BackendOptions(opset=args.opset, precision=args.precision or "fp32",
-                          keep_io_fp32=args.keep_io_fp32, hpo=getattr(args, "hpo", False))
+                          keep_io_fp32=args.keep_io_fp32, hpo=getattr(args, "hpo", False),
+                          opt=getattr(args, "opt", 2),
+                          use_cache=not getattr(args, "no_cache", False))
 
 
 def _write(text: str, output: str | None) -> None:
@@ -130,6 +134,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from neuralc.ir.printer import print_module
     from neuralc.report import format_kernels
 
+    if args.output and str(args.output).endswith(ARTIFACT_SUFFIX):
+        return _compile_artifact(args)
+    if args.target == "cpu" or args.emit in CPU_EMITS:
+        return _compile_cpu(args)
+    if args.emit is None:
+        args.emit = "graph-ir"
     if args.target in ("auto", "reference"):
         if args.emit == "graph-ir":
             model = _compile(args, _pass_manager(args, pipeline(args.opt)))
@@ -281,6 +291,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from neuralc.runtime.sizes import check_run
     from neuralc.runtime.weights import WeightsError, save_weights
 
+    if str(args.model).endswith(ARTIFACT_SUFFIX):
+        return _run_artifact(args)
+    if args.target is None:
+        args.target = "reference"
     if args.target == "auto":
         from neuralc.backends.select import select_target
 
@@ -294,6 +308,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.random and args.input:
         raise UsageError("give either --input or --random, not both")
     model = _compile(args)
+    _note_device(args, model, target)
     if args.random:
         inputs: list[np.ndarray] | dict[str, np.ndarray] = _random_inputs(model, args)
     elif args.input:
@@ -338,4 +353,158 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UsageError(f"cannot write {path}: {e.strerror}") from None
         print(f"wrote {path}")
+    return 0
+
+
+# -- artifacts (.ncz) and device selection ------------------------------------------------------
+
+
+def _compile_artifact(args: argparse.Namespace) -> int:
+    """``neuralc MODEL.nr --target T -o model.ncz``: every variant of T in one artifact."""
+    from neuralc.api.build import build_artifact, kinds_for_target
+
+    if args.emit not in (None, "graph-ir") or args.debug_fusion:
+        raise UsageError("--emit and --debug-fusion show IR; drop them when writing an "
+                         f"artifact (-o *{ARTIFACT_SUFFIX})")
+    if args.passes:
+        raise UsageError("an artifact is built with the -O pipeline; drop --passes")
+    kinds_for_target(args.target)  # a target without variants is a usage error before any work
+    _options(args)  # so is a bad --opset
+    model = _compile(args, _pass_manager(args, pipeline(args.opt)))
+    try:
+        text = Path(args.model).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {args.model}: {e}") from None
+    stage: list[Diagnostic] = []
+    data = build_artifact(model, _weights_for(model, args), source_text=text,
+                          target=args.target, opt=args.opt, precision=args.precision or "fp32",
+                          opset=args.opset, stage_warnings=stage)
+    if stage:
+        sys.stderr.write(render_all(stage) + "\n")
+    try:
+        data.write(args.output)
+    except OSError as e:
+        raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
+    names = ", ".join(str(v["name"]) for v in data.manifest["variants"])
+    print(f"wrote {args.output} (variants, best first: {names})")
+    for kind, why in data.manifest["not_built"].items():
+        print(f"  not built: {kind}: {why}")
+    return 0
+
+
+def _refuse_source_flags(args: argparse.Namespace) -> None:
+    """Flags that change how a .nr model is compiled mean nothing for a compiled artifact."""
+    flags = (("--weights", args.weights), ("--save-weights", args.save_weights),
+             ("--network", args.network), ("--hparam", args.hparam), ("--graph", args.graph),
+             ("--precision", args.precision), ("--keep-io-fp32", args.keep_io_fp32))
+    given = [name for name, value in flags if value]
+    if given:
+        raise UsageError(f"{given[0]} applies to .nr models; an artifact holds its compiled "
+                         "weights and settings (recompile it to change them)")
+
+
+def _run_artifact(args: argparse.Namespace) -> int:
+    """``neuralc run model.ncz``: the variant chosen for this machine, without the .nr file."""
+    import warnings
+
+    from neuralc.api.model import NeuralcWarning, open_artifact
+    from neuralc.runtime.artifact import read_artifact
+    from neuralc.runtime.signature import InputError
+
+    _refuse_source_flags(args)
+    if args.random and args.input:
+        raise UsageError("give either --input or --random, not both")
+    try:
+        data = read_artifact(args.model)
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {args.model}") from None
+    only = None if args.target in (None, "auto") else args.target
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NeuralcWarning)
+        model = open_artifact(data, device=args.device, variant=only)
+    for w in caught:
+        sys.stderr.write(f"neuralc: warning: {w.message}\n")
+    sys.stderr.write((model.selection_report if args.verbose
+                      else "neuralc: " + model.selection_report.splitlines()[0]) + "\n")
+    if args.random:
+        inputs: list[np.ndarray] | dict[str, np.ndarray] = _random_inputs(
+            model.compiled_model, args)
+    elif args.input:
+        inputs = _parse_inputs(args, model.signature.input_names)
+    else:
+        raise UsageError("give the model's input with --input FILE.npy (or --random)")
+    try:
+        result = model(inputs)
+    except InputError as e:
+        raise DataError(str(e)) from None
+    _print_outputs(list(result) if isinstance(result, tuple) else [result], args.output)
+    return 0
+
+
+def _print_outputs(outputs: list[np.ndarray], output: str | None) -> None:
+    for i, y in enumerate(outputs):
+        label = "output" if len(outputs) == 1 else f"output {i}"
+        flat = y.reshape(-1)
+        head = np.array2string(flat[:6], precision=5, separator=", ")
+        more = " ..." if flat.size > 6 else ""
+        print(f"{label}: shape {tuple(y.shape)} {y.dtype}  {head}{more}")
+    if output:
+        if len(outputs) != 1:
+            raise UsageError("-o takes one output; this model has several")
+        path = output if str(output).endswith(".npy") else f"{output}.npy"
+        try:
+            np.save(path, outputs[0])
+        except OSError as e:
+            raise UsageError(f"cannot write {path}: {e.strerror}") from None
+        print(f"wrote {path}")
+
+
+def _note_device(args: argparse.Namespace, model: CompiledModel, target: str) -> None:
+    """``run MODEL.nr`` on ``target``: a device it cannot honour (``--device``, the model's
+    ``execution { device }``) is a warning, and ``-v`` prints the selection report."""
+    from neuralc.backends.select import select_variant
+    from neuralc.runtime.artifact_variants import VariantEntry
+
+    device = "cuda" if target == "tensorrt" else "cpu"
+    entry = VariantEntry(target, target, device, f"neuralc run --target {target}")
+    selection = select_variant([entry], device=args.device,
+                               model_device=model.info.training.device,
+                               model_name=model.info.name, origin=f"--target {target}")
+    for w in selection.warnings:
+        sys.stderr.write(f"neuralc: warning: {w}\n")
+    if args.verbose:
+        sys.stderr.write(selection.report + "\n")
+
+
+# -- the cpu target -------------------------------------------------------------------------
+
+CPU_EMITS = ("loop-ir", "llvm", "asm")
+
+
+def _compile_cpu(args: argparse.Namespace) -> int:
+    """``--target cpu``: the optimised tensor IR, its loop IR, LLVM IR (the default) or
+    assembly for this CPU."""
+    from neuralc.ir.printer import print_module
+    from neuralc.report import format_kernels
+
+    backend = _backend("cpu")
+    _options(args)
+    model = _compile(args)
+    comp = backend.compile(model, _options(args))
+    emit = args.emit or "llvm"
+    if emit == "graph-ir":
+        text = print_module(model.module)
+    elif emit == "tensor-ir":
+        text = print_module(comp.tensor)
+    elif emit == "kernels":
+        text = format_kernels(comp.tensor)
+    elif emit == "loop-ir":
+        text = print_module(comp.loops)
+    elif emit == "llvm":
+        text = comp.program.llvm_ir
+    else:
+        from neuralc.backends.cpu.host import emit_assembly
+
+        text = emit_assembly(comp.program.llvm_ir, comp.spec)
+    _write(text if text.endswith("\n") else text + "\n", args.output)
     return 0

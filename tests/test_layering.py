@@ -23,6 +23,7 @@ RANKS: list[tuple[str, ...]] = [
     ("runtime", "report", "docs"),
     ("driver",),
     ("backends",),
+    ("api",),
     ("commands",),
     ("cli",),
     ("__init__",),

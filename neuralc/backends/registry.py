@@ -13,6 +13,8 @@ _MODULES = {
     "onnx": "neuralc.backends.onnx",
     "pytorch": "neuralc.backends.pytorch",
     "keras": "neuralc.backends.keras",
+    "cpu": "neuralc.backends.cpu.backend",
+    "tensorrt": "neuralc.backends.tensorrt",
 }
 
 

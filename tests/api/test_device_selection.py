@@ -1,0 +1,273 @@
+"""Device selection with the probes replaced by fixed answers: the variant chosen and the report.
+
+Only the probe functions are doubled (what the CUDA driver, /proc/cpuinfo and the installed
+packages say); the cuda and cpu entries are manifest entries as those variants will write them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from api_helpers import MNIST, ROOT
+
+import neuralc
+from neuralc.backends import select
+from neuralc.backends.select import (
+    CpuInfo,
+    CudaInfo,
+    Gpu,
+    NoVariantError,
+    parse_device,
+    probe_cpu,
+    probe_cuda,
+    select_variant,
+)
+from neuralc.cli import main
+from neuralc.runtime.artifact import pack, read_artifact
+from neuralc.runtime.artifact_variants import VariantEntry
+
+NO_DRIVER = CudaInfo(problem="no driver found")
+H100 = CudaInfo((Gpu(0, "NVIDIA H100", (9, 0)),), driver_version=12080)
+A10 = CudaInfo((Gpu(0, "NVIDIA A10", (8, 6)),), driver_version=12080)
+SKYLAKE_X = CpuInfo("x86_64", frozenset({"sse2", "avx2", "fma", "avx512f"}))
+HASWELL = CpuInfo("x86_64", frozenset({"sse2", "avx2", "fma"}))
+OLD_X86 = CpuInfo("x86_64", frozenset({"sse2"}))
+
+FAKE_ENTRIES = [
+    {"name": "cuda-sm90", "kind": "cuda", "device": "cuda", "summary": "Triton cubins for sm_90",
+     "requires": {"modules": ["torch"], "compute_capability": "9.0"}},
+    {"name": "cuda-triton", "kind": "cuda", "device": "cuda",
+     "summary": "Triton source, compiled for this GPU at load",
+     "requires": {"modules": ["torch", "triton"], "min_compute_capability": "7.0"}},
+    {"name": "cpu-avx512", "kind": "cpu", "device": "cpu", "summary": "native x86-64 AVX-512",
+     "requires": {"arch": "x86_64", "cpu_features": ["avx512f", "avx2", "fma"]}},
+    {"name": "cpu-x86-64-v3", "kind": "cpu", "device": "cpu", "summary": "native x86-64-v3",
+     "requires": {"arch": "x86_64", "cpu_features": ["avx2", "fma"]}},
+    {"name": "cpu-aarch64", "kind": "cpu", "device": "cpu", "summary": "native aarch64",
+     "requires": {"arch": "aarch64", "cpu_features": ["neon"]}},
+]
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """Set what the probes answer: host(cpu=..., cuda=..., missing={...})."""
+
+    def set_host(cpu=SKYLAKE_X, cuda=NO_DRIVER, missing=frozenset()):
+        monkeypatch.setattr(select, "probe_cpu", lambda: cpu)
+        monkeypatch.setattr(select, "probe_cuda", lambda: cuda)
+        monkeypatch.setattr(select, "has_module", lambda name: name not in missing)
+
+    return set_host
+
+
+@pytest.fixture(scope="module")
+def entries(mnist_ncz):
+    """The fake cuda and cpu entries, then the real onnx and reference entries of MNIST."""
+    real = read_artifact(mnist_ncz).manifest["variants"]
+    return [VariantEntry.from_json(e) for e in FAKE_ENTRIES + real]
+
+
+def choose(entries, **kwargs):
+    return select_variant(entries, model_name="DigitNet", **kwargs)
+
+
+def test_no_gpu_picks_the_best_cpu_code(host, entries):
+    host(cuda=NO_DRIVER)
+    s = choose(entries)
+    assert (s.entry.name, s.device, s.warnings) == ("cpu-avx512", "cpu", [])
+    assert s.report.splitlines() == [
+        "DigitNet: running variant 'cpu-avx512' on cpu (native x86-64 AVX-512)",
+        "  request: auto",
+        "  host: x86_64 with avx512f, avx2, fma; cuda: no driver found",
+        "  skipped cuda-sm90: no driver found",
+        "  skipped cuda-triton: no driver found",
+        "  also in the artifact: cpu-x86-64-v3, cpu-aarch64, onnx, reference",
+    ]
+
+
+def test_a_gpu_with_a_cubin_for_its_capability(host, entries):
+    host(cuda=H100)
+    s = choose(entries)
+    assert (s.entry.name, s.device) == ("cuda-sm90", "cuda:0")
+    assert "  host: x86_64 with avx512f, avx2, fma; cuda GPUs 0: NVIDIA H100 (sm_90)" in s.report
+    assert "skipped" not in s.report
+
+
+def test_a_gpu_with_only_the_triton_source(host, entries):
+    host(cuda=A10)
+    s = choose(entries)
+    assert (s.entry.name, s.device) == ("cuda-triton", "cuda:0")
+    assert s.skipped == [("cuda-sm90", "GPU 0 (NVIDIA A10) is sm_86; this code is for sm_90")]
+    host(cuda=A10, missing={"triton"})
+    s = choose(entries)
+    assert s.entry.name == "cpu-avx512"
+    assert ("cuda-triton", "triton is not installed") in s.skipped
+
+
+def test_an_old_cpu_without_avx512(host, entries):
+    host(cpu=HASWELL)
+    s = choose(entries)
+    assert s.entry.name == "cpu-x86-64-v3"
+    assert "  host: x86_64 with avx2, fma (no avx512f); cuda: no driver found" in s.report
+    assert "  skipped cpu-avx512: host lacks avx512f" in s.report
+    host(cpu=OLD_X86, missing={"onnxruntime"})
+    s = choose(entries)
+    assert s.entry.name == "reference"
+    assert [why for _, why in s.skipped] == [
+        "no driver found", "no driver found", "host lacks avx512f", "host lacks avx2",
+        "the host is x86_64, the code is for aarch64", "onnxruntime is not installed"]
+
+
+def test_an_arm_host_runs_the_aarch64_code(host, entries):
+    host(cpu=CpuInfo("aarch64", frozenset({"asimd"})))
+    s = choose(entries)
+    assert s.entry.name == "cpu-aarch64"
+    assert "  skipped cpu-avx512: the host is aarch64, the code is for x86_64" in s.report
+
+
+def test_an_override_that_cannot_be_honoured(host, entries):
+    host(cuda=NO_DRIVER)
+    s = choose(entries, device="cuda")
+    assert s.entry.name == "cpu-avx512"
+    assert s.warnings == ["device 'cuda' cannot be honoured (cuda-sm90: no driver found; "
+                          "cuda-triton: no driver found); running cpu-avx512 on cpu instead"]
+    assert "  request: cuda (asked for)" in s.report
+    assert f"  warning: {s.warnings[0]}" in s.report
+    host(cuda=H100)
+    s = choose(entries, device="cuda:1")
+    assert s.entry.name == "cpu-avx512"
+    assert "cuda-sm90: there is no GPU 1 (the driver sees 1)" in s.warnings[0]
+
+
+def test_the_models_execution_device(host, entries):
+    host(cuda=NO_DRIVER)
+    s = choose(entries, model_device="cuda")
+    assert s.warnings[0].startswith('the model\'s execution { device: "cuda" } cannot be honoured')
+    host(cuda=H100)
+    s = choose(entries, model_device="cpu")
+    assert s.entry.name == "cpu-avx512"
+    assert s.skipped[0] == ("cuda-sm90", "not on the requested device (cpu)")
+    assert choose(entries, model_device="cpu", device="auto").entry.name == "cuda-sm90"
+    assert choose(entries, model_device="cpu", device="cuda:0").device == "cuda:0"
+
+
+def test_unknown_requirements_and_unloadable_kinds_are_skipped(host, entries):
+    host(cuda=H100)
+    future = VariantEntry("cpu-amx", "cpu", "cpu", "?", {"amx_tiles": 8})
+    s = choose([future, *entries], loadable={"cpu", "onnx", "reference"})
+    assert s.entry.name == "cpu-avx512"
+    assert s.skipped == [
+        ("cuda-sm90", "this neuralc cannot load cuda variants"),
+        ("cuda-triton", "this neuralc cannot load cuda variants"),
+        ("cpu-amx", "needs 'amx_tiles', which this neuralc does not know (a newer one wrote it)")]
+
+
+def test_nothing_runs(host, entries):
+    host(missing={"onnxruntime"})
+    onnx = [e for e in entries if e.kind == "onnx"]
+    with pytest.raises(NoVariantError, match=r"no variant of the artifact runs on this machine "
+                                             r"\(onnx: onnxruntime is not installed\)"):
+        choose(onnx)
+
+
+def test_device_strings():
+    assert parse_device(None) == ("auto", None)
+    assert parse_device("GPU") == ("cuda", None)
+    assert parse_device("cuda:3") == ("cuda", 3)
+    with pytest.raises(neuralc.UsageError, match="unknown device 'cuda:x'"):
+        parse_device("cuda:x")
+
+
+def _with_fake_entries(src, dst):
+    data = read_artifact(src)
+    manifest = dict(data.manifest)
+    real = manifest["variants"]
+    fake_files = [{f"variants/{e['name']}/kernels.bin": e["name"].encode()} for e in FAKE_ENTRIES]
+    manifest["variants"] = FAKE_ENTRIES + real
+    shared = {n: data.members[n] for n in manifest["members"]}
+    real_files = [{n: data.members[n] for n in v["files"]} for v in real]
+    pack(manifest, shared, fake_files + real_files).write(dst)
+    return dst
+
+
+def test_load_skips_kinds_this_neuralc_cannot_load(host, mnist_ncz, tmp_path, make_inputs):
+    """An artifact whose manifest has cuda and cpu entries: neither kind is built in this
+    neuralc, so loading runs onnx and the report says why each better entry was skipped."""
+    path = _with_fake_entries(mnist_ncz, tmp_path / "fat.ncz")
+    host(cpu=HASWELL, cuda=H100)
+    model = neuralc.load(path)
+    assert model.target == "onnx"
+    report = model.selection_report.splitlines()
+    assert report[3:8] == [
+        "  skipped cuda-sm90: this neuralc cannot load cuda variants",
+        "  skipped cuda-triton: this neuralc cannot load cuda variants",
+        "  skipped cpu-avx512: this neuralc cannot load cpu variants",
+        "  skipped cpu-x86-64-v3: this neuralc cannot load cpu variants",
+        "  skipped cpu-aarch64: this neuralc cannot load cpu variants"]
+    (x,) = make_inputs(model)
+    np.testing.assert_array_equal(model(x), neuralc.load(mnist_ncz)(x))
+    with zipfile.ZipFile(path) as z:
+        assert len(json.loads(z.read("manifest.json"))["variants"]) == 7
+
+
+def test_load_warns_when_the_device_cannot_be_honoured(host, mnist_ncz):
+    host(cuda=NO_DRIVER)
+    with pytest.warns(neuralc.NeuralcWarning, match=r"device 'cuda' cannot be honoured \(there "
+                                                    r"is no cuda variant; cuda: this neuralc"):
+        model = neuralc.load(mnist_ncz, device="cuda")
+    assert model.device == "cpu"
+
+
+def test_cli_verbose_report_and_warning(host, mnist_ncz, capsys):
+    host(cuda=NO_DRIVER)
+    assert main(["run", str(mnist_ncz), "--random", "--device", "cuda", "-v"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("neuralc: warning: device 'cuda' cannot be honoured")
+    assert err[1] == ("DigitNet: running variant 'onnx' on cpu (neuralc's ONNX model, run by "
+                      "onnxruntime's CPU provider)")
+    assert "  skipped cuda: not in this artifact (this neuralc does not build cuda variants yet)" \
+        in err
+    assert main(["run", str(mnist_ncz), "--random"]) == 0
+    assert capsys.readouterr().err == (
+        "neuralc: DigitNet: running variant 'onnx' on cpu (neuralc's ONNX model, run by "
+        "onnxruntime's CPU provider)\n")
+
+
+def test_cli_warns_about_the_models_execution_device(host, tmp_path, capsys):
+    host(cuda=NO_DRIVER)
+    source = MNIST.read_text().replace('device: "auto"', 'device: "cuda"')
+    assert 'device: "cuda"' in source
+    path = tmp_path / "m.nr"
+    path.write_text(source)
+    assert main(["run", str(path), "--random", "-v"]) == 0
+    err = capsys.readouterr().err
+    assert ('neuralc: warning: the model\'s execution { device: "cuda" } cannot be honoured '
+            "(there is no cuda variant); running reference on cpu instead") in err
+    assert "  request: cuda (from the model's execution { device })" in err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", neuralc.NeuralcWarning)
+        model = neuralc.compile(path)
+    assert model.manifest["model"]["execution_device"] == "cuda"
+
+
+def test_the_real_probes_import_nothing_heavy():
+    # Without /proc/cpuinfo (not Linux) the CPU probe asks llvmlite instead.
+    heavy = ["torch", "onnxruntime", "triton"] + (["llvmlite"] if Path("/proc/cpuinfo").exists()
+                                                  else [])
+    code = ("import sys; from neuralc.backends.select import probe_cpu, probe_cuda; "
+            "c = probe_cpu(); g = probe_cuda(); "
+            "assert c.arch and (g.gpus or g.problem); "
+            f"heavy = set({heavy!r}) & set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    cpu = probe_cpu()
+    if cpu.arch == "x86_64":
+        assert cpu.has("sse2")
+    cuda = probe_cuda()
+    assert bool(cuda.gpus) != bool(cuda.problem)
