@@ -319,6 +319,7 @@ def _subs_atom(a: Atom, mapping: Mapping[str, Dim]) -> Dim:
     if isinstance(a, str):
         return mapping.get(a, sym(a))
     if isinstance(a, MinMax):
+        # Substitution is of sizes (>= 1): a min/max simplifies under that assumption.
         return _minmax(a.kind, [subs(e, mapping) for e in a.args])
     fn = floordiv if isinstance(a, FloorDiv) else mod
     return fn(subs(a.num, mapping), subs(a.den, mapping))
@@ -556,6 +557,16 @@ def dmin_in(ranges: Ranges, *args: Dim) -> Dim:
 def dmax_in(ranges: Ranges, *args: Dim) -> Dim:
     """``max(args)``, as :func:`dmin_in`."""
     return _minmax("max", list(args), _Bounder(ranges))
+
+
+def _rebuild_minmax(kind: str, args: list[Dim]) -> Dim:
+    """``min``/``max`` of ``args`` assuming nothing of their symbols (which may be loop
+    variables, starting at 0): what parsing uses, so that a form built with known ranges
+    comes back as it was printed, never simplified under assumptions it was not made with."""
+    free: set[str] = set()
+    for d in args:
+        free |= symbols(d)
+    return _minmax(kind, list(args), _Bounder({n: (None, None) for n in free}))
 
 
 def _minmax(kind: str, args: list[Dim], bounder: _Bounder | None = None) -> Dim:
@@ -958,7 +969,7 @@ class _DimParser:
                 self.take()
                 args.append(self.additive())
             self.expect(")")
-            return dmin(*args) if val == "min" else dmax(*args)
+            return _rebuild_minmax(val, args)
         raise self.error(f"unexpected {val!r}")
 
     def multiplicative(self) -> Dim:

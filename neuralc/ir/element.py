@@ -49,11 +49,17 @@ class Node:
 
 @dataclass(frozen=True)
 class BufferRef:
-    """A buffer of the kernel being lowered: its position among the kernel's arguments."""
+    """A buffer of the kernel being lowered: its position among the kernel's arguments.
+
+    ``changes_with``: loop variables over which the kernel itself rewrites the buffer (a
+    recurrence's state changes every time step): a read of it depends on them even though its
+    index does not, so it is never hoisted out of those loops.
+    """
 
     index: int
     dtype: str
     shape: tuple[Dim, ...]
+    changes_with: tuple[str, ...] = ()
 
 
 def _dims_symbols(dims: Sequence[Dim]) -> set[str]:
@@ -129,7 +135,7 @@ class ElementBuilder:
     def load(self, buf: BufferRef, index: Sequence[Dim], conds: Sequence[Cond] = (),
              other: float = 0.0) -> Node:
         index, conds = tuple(index), tuple(tuple(c) for c in conds)
-        own = _dims_symbols(index) | cond_symbols(conds)
+        own = _dims_symbols(index) | cond_symbols(conds) | set(buf.changes_with)
         return self.make("load", buf.dtype, (), (buf, index, conds, float(other)), own)
 
     def const(self, value: float | int | bool, dtype: str = "f32") -> Node:

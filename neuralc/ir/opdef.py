@@ -414,6 +414,11 @@ class DefinedOp(Op):
         """The scalar value of this op's (single) result at ``index`` (loop-level lowering)."""
         raise NotImplementedError(f"{self.name} has no element function")
 
+    def loop_scratch(self) -> list[TensorType]:
+        """Buffers the op's loop lowering needs besides its operands and results (a
+        recurrence's states); the memory plan reserves them in the arena."""
+        return []
+
     @classmethod
     def has_semantics(cls) -> bool:
         return cls.evaluate is not DefinedOp.evaluate

@@ -49,7 +49,9 @@ from neuralc.ir.element import BufferRef, Cond, ElementBuilder, Node
 from neuralc.ir.opdef import DefinedOp
 from neuralc.ir.types import MemRefType, ScalarType, TensorType
 from neuralc.location import Location
+from neuralc.passes.analysis import type_bytes
 from neuralc.passes.base import Pass, PassContext
+from neuralc.passes.memory_plan import aligned, kernel_scratch
 from neuralc.passes.registry import register_pass
 
 _NEST_NAMES = "ijklmnpqstuvwxyz"
@@ -76,6 +78,22 @@ class KernelLowering(ElementBuilder):
             id(v): BufferRef(i, t.dtype, tuple(t.shape))
             for i, (v, t) in enumerate(zip(inputs, buffer_types))}
         self.memo: dict[tuple[int, tuple[Dim, ...]], Node] = {}
+        # Values read as one position of a buffer's axis (a scan step of a sequence).
+        self.steps: dict[int, tuple[int, Dim]] = {}
+
+    def bind_buffer(self, v: Value, buf: BufferRef, step: tuple[int, Dim] | None = None) -> None:
+        """Read value ``v`` from ``buf``; ``step = (axis, t)``: ``v`` is ``buf`` at position
+        ``t`` of ``axis`` (its index has that axis inserted)."""
+        self.buffers[id(v)] = buf
+        if step is not None:
+            self.steps[id(v)] = step
+
+    def buffer_index(self, v: Value, index: Sequence[Dim]) -> tuple[Dim, ...]:
+        step = self.steps.get(id(v))
+        if step is None:
+            return tuple(index)
+        axis, t = step
+        return (*index[:axis], t, *index[axis:])
 
     # operands
     def value(self, v: Value, index: Sequence[Dim]) -> Node:
@@ -87,7 +105,7 @@ class KernelLowering(ElementBuilder):
             return node
         buf = self.buffers.get(id(v))
         if buf is not None:
-            node = self.load(buf, index)
+            node = self.load(buf, self.buffer_index(v, index))
         else:
             producer = v.op if isinstance(v, OpResult) else None
             if not isinstance(producer, DefinedOp) or len(producer.results) != 1:
@@ -114,7 +132,7 @@ class KernelLowering(ElementBuilder):
         dtype = v.type.dtype
         if buf is not None:
             index = tuple(self.simplify(d) for d in index)
-            return self.load(buf, index, conds, other)
+            return self.load(buf, self.buffer_index(v, index), conds, other)
         shape = v.type.shape
         inner = self.value(v, self.clamp(index, shape))
         return self.select(self.guard(conds), inner, self.const(other, dtype))
@@ -197,8 +215,9 @@ class _Emitter:
 
     # nests
     def nest(self, names: list[str], extents: list[Dim],
-             stores: list[tuple[int, Node]]) -> None:
-        """Loops over ``names`` and, innermost, each ``(buffer, value)`` stored at them."""
+             stores: list[tuple[int, Node]] | list[tuple[int, Node, list[Dim]]]) -> None:
+        """Loops over ``names`` and, innermost, each ``(buffer, value)`` stored at them (or at
+        a third element, an index over them)."""
         base = len(self.scopes)
         for n, e in zip(names, extents):
             loop = Op("loop.for", [], [], {"var": n, "lower": "0", "upper": dim_text(e),
@@ -206,10 +225,12 @@ class _Emitter:
                       regions=[Region([Block()])], location=self.loc)
             self.insert(len(self.scopes) - 1, loop)
             self.push(loop.regions[0].block, {n}, loop)
-        for buf, node in stores:
+        for store in stores:
+            buf, node = store[0], store[1]
+            index = [dim_text(d) for d in store[2]] if len(store) > 2 else list(names)
             v = self.emit(node)
             self.insert(len(self.scopes) - 1,
-                        Op("loop.store", [self.buffers[buf], v], [], {"index": list(names)},
+                        Op("loop.store", [self.buffers[buf], v], [], {"index": index},
                            location=self.loc))
         while len(self.scopes) > base:
             self.pop()
@@ -306,6 +327,9 @@ class _Emitter:
 def lower_kernel(kernel: Op, name: str) -> Op:
     """The ``loop.kernel`` computing ``kernel`` (a ``kernel.fused``)."""
     body = kernel.regions[0].block
+    scans = [op for op in body.ops if op.name == "tensor.scan"]
+    if scans:
+        return lower_scan_kernel(kernel, name, scans[0])
     term = body.terminator
     assert term is not None
     inputs = list(body.args)
@@ -335,6 +359,127 @@ def lower_kernel(kernel: Op, name: str) -> Op:
         index = [sym(n) for n in names]
         stores = [(len(inputs) + k, lw.value(outputs[k], index)) for k in members]
         emitter.nest(names, list(shape), stores)
+    return loop_kernel
+
+
+def _nests(emitter: _Emitter, lw: KernelLowering, letters: Any,
+           items: list[tuple[tuple[Dim, ...], int, Any]]) -> None:
+    """One loop nest per distinct shape; each item ``(shape, buffer, how)`` stores
+    ``how(index)`` -> ``(node, store index or None)`` into ``buffer`` at every index."""
+    groups: dict[tuple[Dim, ...], list[tuple[int, Any]]] = {}
+    for shape, buf, how in items:
+        groups.setdefault(tuple(shape), []).append((buf, how))
+    for shape, members in groups.items():
+        letter = next(letters)
+        names = [f"{letter}{d}" for d in range(len(shape))]
+        lw.declare(names, [(0, e) for e in shape])
+        index = [sym(n) for n in names]
+        stores: list[tuple[int, Node, list[Dim]]] = []
+        for buf, how in members:
+            node, where = how(index)
+            stores.append((buf, node, where if where is not None else index))
+        emitter.nest(names, list(shape), stores)
+
+
+def lower_scan_kernel(kernel: Op, name: str, scan: Op) -> Op:
+    """A recurrence: states initialised, then a serial loop over time steps in which each
+    step's outputs are stored at their time position and the new states computed into the
+    second state buffers and copied back (a step reads all of the old states)."""
+    body = kernel.regions[0].blocks[0]
+    term = body.terminator
+    assert term is not None
+    inputs, outputs = list(body.args), list(term.operands)
+    scratch = [MemRefType.of(t) for t in scan.loop_scratch()]
+    types = ([MemRefType.of(v.type) for v in inputs] + [MemRefType.of(v.type) for v in outputs]
+             + scratch)
+    lw = KernelLowering(inputs, types[:len(inputs)])
+    ns, nc = int(scan.attributes["num_scanned"]), int(scan.attributes["num_carried"])
+    axis = int(scan.attributes["axis"])
+    seqs, inits = scan.operands[:ns], scan.operands[ns:ns + nc]
+    reads = scan.operands[ns + nc:]
+    length = seqs[0].type.shape[axis]
+    step_body = scan.regions[0].blocks[0]
+    step_term = step_body.terminator
+    assert step_term is not None
+    n_out = len(step_term.operands) - nc
+    block = Block()
+    buffers = [block.add_arg(t, inputs[i].name_hint if i < len(inputs) else None)
+               for i, t in enumerate(types)]
+    for i, b in enumerate(buffers):
+        if b.name_hint is None:
+            k = i - len(inputs)
+            b.name_hint = f"out{k}" if k < len(outputs) else (
+                f"state{(k - len(outputs)) % nc}" if k - len(outputs) < nc
+                else f"next{(k - len(outputs)) % nc}")
+    base_out, base_cur = len(inputs), len(inputs) + len(outputs)
+    base_next = base_cur + nc
+    loop_kernel = Op("loop.kernel", [], [], {"sym_name": name,
+                                            "symbols": sorted(_type_symbols(types)),
+                                            "kind": kernel.attributes.get("kind", "")},
+                     regions=[Region([block])], location=kernel.location)
+    emitter = _Emitter(lw, buffers, kernel.location)
+    emitter.push(block, set(), None)
+    letters = iter(_NEST_NAMES)
+
+    def ref(i: int, changes: tuple[str, ...] = ()) -> BufferRef:
+        t = types[i]
+        return BufferRef(i, t.dtype, tuple(t.shape), changes)
+
+    def copy_from(src: BufferRef) -> Any:
+        return lambda idx: (lw.load(src, idx), None)
+
+    # Initial states.
+    _nests(emitter, lw, letters, [
+        (inits[k].type.shape, base_cur + k, (lambda v: lambda idx: (lw.value(v, idx), None))(
+            inits[k])) for k in range(nc)])
+    # The time loop.
+    t_var = "t"
+    lw.declare([t_var], [(0, length)])
+    t_now: Dim = (length - 1 - sym(t_var)) if scan.attributes["reverse"] else sym(t_var)
+    loop = Op("loop.for", [], [], {"var": t_var, "lower": "0", "upper": dim_text(length),
+                                   "kind": "serial"},
+              regions=[Region([Block()])], location=kernel.location)
+    emitter.insert(0, loop)
+    emitter.push(loop.regions[0].block, {t_var}, loop)
+    for k, v in enumerate(seqs):
+        arg = step_body.args[k]
+        if id(v) not in lw.buffers:
+            raise LoweringError("a scanned sequence must be a kernel input", scan.location)
+        lw.bind_buffer(arg, lw.buffers[id(v)], (axis, t_now))
+    for k in range(nc):
+        lw.bind_buffer(step_body.args[ns + k], ref(base_cur + k, (t_var,)))
+    for k, v in enumerate(reads):
+        if id(v) not in lw.buffers:
+            raise LoweringError("a value a scan body reads must be a kernel input",
+                                scan.location)
+        lw.bind_buffer(step_body.args[ns + nc + k], lw.buffers[id(v)])
+    items: list[tuple[tuple[Dim, ...], int, Any]] = []
+    for j in range(n_out):
+        result = scan.results[j]
+        for k, out in enumerate(outputs):
+            if out is result:
+                yv = step_term.operands[j]
+                items.append((tuple(yv.type.shape), base_out + k,
+                              (lambda y: lambda idx: (lw.value(y, idx),
+                                                      [*idx[:axis], t_now, *idx[axis:]]))(yv)))
+    for k in range(nc):
+        yv = step_term.operands[n_out + k]
+        items.append((tuple(yv.type.shape), base_next + k,
+                      (lambda y: lambda idx: (lw.value(y, idx), None))(yv)))
+    _nests(emitter, lw, letters, items)
+    _nests(emitter, lw, letters, [
+        (inits[k].type.shape, base_cur + k, copy_from(ref(base_next + k, (t_var,))))
+        for k in range(nc)])
+    emitter.pop()
+    # Final states the kernel returns.
+    finals = []
+    for k in range(nc):
+        result = scan.results[n_out + k]
+        for i, out in enumerate(outputs):
+            if out is result:
+                finals.append((inits[k].type.shape, base_out + i,
+                               copy_from(ref(base_cur + k))))
+    _nests(emitter, lw, letters, finals)
     return loop_kernel
 
 
@@ -434,6 +579,13 @@ class _HostLowering:
                     buf[id(r)] = view.results[0]
                     results.append(view.results[0])
                 args = [buf[id(v)] for v in op.operands] + results
+                offset: Dim = dim(str(func.attributes.get("scratch_offset", "0")))
+                for t in kernel_scratch(op):
+                    view = Op("loop.view", [arena], [MemRefType.of(t)],
+                              {"offset": dim_text(offset)}, location=op.location)
+                    ops.append(view)
+                    args.append(view.results[0])
+                    offset = offset + aligned(type_bytes(t))
                 ops.append(Op("loop.call", args, [], {"callee": name}, location=op.location))
             elif op.name == "func.return":
                 continue

@@ -22,9 +22,11 @@ The plan prints with the IR and parses back:
   size, the sum of the slots, as an expression such as ``"batch * 1024 + 64"``), and
   ``peak_bytes_nominal`` with the ``nominal_sizes`` it was taken at;
 - the arena layout: ``buffer_offsets`` (each slot's byte offset, each a multiple of
-  ``ARENA_ALIGN`` = 64 bytes so vector loads and cache lines line up) and ``arena_bytes`` (the
-  arena's size: the aligned slots end to end). Both are symbolic: a runtime evaluates them once
-  per call from the input sizes.
+  ``ARENA_ALIGN`` = 64 bytes so vector loads and cache lines line up), ``scratch_offset``
+  (where the scratch region starts, when a kernel needs one: a recurrence's states, see
+  ``DefinedOp.loop_scratch``; kernels run one at a time, so they share it and it is as large
+  as the largest need) and ``arena_bytes`` (the arena's size). All are symbolic: a runtime
+  evaluates them once per call from the input sizes.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from neuralc.ir.core import Module, Op, Rewriter, func_body, func_return
-from neuralc.ir.dims import Dim, ceildiv, symbols
+from neuralc.ir.dims import Dim, ceildiv, dmax, symbols
+from neuralc.ir.opdef import DefinedOp
+from neuralc.ir.types import TensorType
 from neuralc.passes.analysis import (
     LiveRange,
     UnrankedError,
@@ -42,12 +46,13 @@ from neuralc.passes.analysis import (
     nominal_sizes,
     provably_ge,
     symbol_lower_bounds,
+    type_bytes,
 )
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
 
 PLAN_ATTRS = ("buffer_bytes", "peak_bytes", "peak_bytes_nominal", "nominal_sizes",
-              "buffer_offsets", "arena_bytes")
+              "buffer_offsets", "arena_bytes", "scratch_offset")
 ARENA_ALIGN = 64
 
 
@@ -77,6 +82,30 @@ class MemoryPlan:
         for s in self.slots:
             total = total + s.size
         return total
+
+
+def kernel_scratch(kernel: Op) -> list[TensorType]:
+    """The scratch buffers a kernel's loop lowering needs (its ops' ``loop_scratch``)."""
+    out: list[TensorType] = []
+    for op in kernel.regions[0].blocks[0].ops if kernel.regions else []:
+        if isinstance(op, DefinedOp):
+            out += op.loop_scratch()
+    return out
+
+
+def scratch_bytes(kernel: Op) -> Dim:
+    total: Dim = 0
+    for t in kernel_scratch(kernel):
+        total = total + aligned(type_bytes(t))
+    return total
+
+
+def max_scratch(func: Op) -> Dim:
+    """Scratch for the kernel that needs the most: kernels run one after another, so they all
+    share one region at the end of the arena."""
+    sizes = [scratch_bytes(op) for op in func_body(func).ops if op.name == "kernel.fused"]
+    sizes = [s for s in sizes if s != 0]
+    return dmax(*sizes) if sizes else 0
 
 
 def plan_function(func: Op, lows: dict[str, int], sizes: dict[str, int]) -> MemoryPlan:
@@ -135,8 +164,12 @@ class MemoryPlanPass(Pass):
             attrs = {"buffer_bytes": [dim_text(s.size) for s in plan.slots],
                      "peak_bytes": dim_text(plan.peak),
                      "peak_bytes_nominal": eval_dim(plan.peak, sizes),
-                     "buffer_offsets": [dim_text(o) for o in offsets],
-                     "arena_bytes": dim_text(end)}
+                     "buffer_offsets": [dim_text(o) for o in offsets]}
+            scratch = max_scratch(func)
+            if scratch != 0:
+                attrs["scratch_offset"] = dim_text(end)
+                end = end + scratch
+            attrs["arena_bytes"] = dim_text(end)
             if used:
                 attrs["nominal_sizes"] = {k: sizes[k] for k in sorted(used)}
             for key, value in attrs.items():

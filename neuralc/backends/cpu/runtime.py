@@ -30,6 +30,37 @@ from neuralc.runtime.sizes import check_run
 
 _P = ctypes.c_void_p
 ALIGN = 64
+GUARD = 256  # bytes of canary before and after every buffer in bounds-checking mode
+_CANARY = 0xA5
+
+
+class BoundsError(RuntimeError):
+    """Generated code wrote outside a buffer (found by the guard bytes around it)."""
+
+
+class _Guarded:
+    """Buffers with canary bytes on both sides, checked after each call (``--check-bounds``
+    style debugging: a write outside any buffer shows up as a changed canary)."""
+
+    def __init__(self) -> None:
+        self.raws: list[tuple[str, np.ndarray]] = []
+
+    def wrap(self, what: str, data: np.ndarray) -> np.ndarray:
+        """A copy of ``data`` (contiguous, 64-byte aligned) between two guard zones."""
+        n = data.nbytes
+        raw = np.full(n + 2 * GUARD + ALIGN, _CANARY, np.uint8)
+        start = GUARD + (-(raw.ctypes.data + GUARD)) % ALIGN
+        inner = raw[start:start + n].view(data.dtype).reshape(data.shape)
+        inner[...] = data
+        self.raws.append((what, raw[start - GUARD:start + n + GUARD]))
+        return inner
+
+    def check(self) -> None:
+        for what, raw in self.raws:
+            head, tail = raw[:GUARD], raw[-GUARD:]
+            if (head != _CANARY).any() or (tail != _CANARY).any():
+                side = "before" if (head != _CANARY).any() else "after"
+                raise BoundsError(f"generated code wrote {side} {what}")
 
 
 def aligned_bytes(n: int) -> np.ndarray:
@@ -51,8 +82,10 @@ class CpuExecutable(Executable):
     """Native code for one model, loaded with its weights; ``exe(inputs)`` -> outputs."""
 
     def __init__(self, compilation: CpuCompilation, model: CompiledModel,
-                 weights: Mapping[str, np.ndarray], use_cache: bool = True):
+                 weights: Mapping[str, np.ndarray], use_cache: bool = True,
+                 check_bounds: bool = False):
         program = compilation.program
+        self.guard = _Guarded() if check_bounds else None
         self.compilation = compilation
         self.program = program
         self.model = model
@@ -67,15 +100,25 @@ class CpuExecutable(Executable):
             want = _shape(program.weight_types[name], {})
             if w.shape != want:
                 raise InputError(f"weight '{name}' has shape {w.shape}, expected {want}")
+        if self.guard is not None:
+            self.weights = [self.guard.wrap(f"weight '{n}'", w)
+                            for n, w in zip(program.weights, self.weights)]
         self._weights = _table(self.weights)
-        self.init_buffers = [np.zeros(_shape(t, {}), np_dtype(t.dtype))
-                             for t in program.init_buffers]
+        self.init_buffers = [self._buffer(f"init buffer {k}", _shape(t, {}), t.dtype)
+                             for k, t in enumerate(program.init_buffers)]
         self._init = _table(self.init_buffers)
         if program.has_init:
             init = self.jit.function("nc_init", None, _P, _P, _P)
-            arena = aligned_bytes(max(int(evaluate(program.init_arena_bytes, {})), ALIGN))
+            size = max(int(evaluate(program.init_arena_bytes, {})), ALIGN)
+            arena = self._buffer("the init arena", (size,), "i8")
             init(ctypes.cast(self._init, _P), ctypes.cast(self._weights, _P), arena.ctypes.data)
+            if self.guard is not None:
+                self.guard.check()
         self._arena = aligned_bytes(ALIGN)
+
+    def _buffer(self, what: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        a = np.zeros(shape, np_dtype(dtype))
+        return self.guard.wrap(what, a) if self.guard is not None else a
 
     def __call__(self, inputs: list[np.ndarray] | dict[str, np.ndarray]) -> list[np.ndarray]:
         arrays, env = bind_inputs(self.func, inputs, self.dims)
@@ -88,10 +131,18 @@ class CpuExecutable(Executable):
                for a, t in zip(arrays, prog.inputs)]
         outs = [np.empty(_shape(t, env), np_dtype(t.dtype)) for t in prog.outputs]
         need = int(evaluate(prog.arena_bytes, env))
-        if need > self._arena.size:
+        if self.guard is not None:
+            ins = [self.guard.wrap(f"input {k}", a) for k, a in enumerate(ins)]
+            outs = [self.guard.wrap(f"output {k}", a) for k, a in enumerate(outs)]
+            self._arena = self.guard.wrap("the arena", np.zeros(max(need, 1), np.uint8))
+        elif need > self._arena.size:
             self._arena = aligned_bytes(need)
         sizes = np.array([env[s] for s in prog.symbols] or [0], np.int64)
         self._run(ctypes.cast(_table(ins), _P), ctypes.cast(_table(outs), _P),
                   ctypes.cast(self._init, _P), ctypes.cast(self._weights, _P),
                   self._arena.ctypes.data, sizes.ctypes.data)
+        if self.guard is not None:
+            self.guard.check()
+            self.guard.raws = self.guard.raws[:len(self.weights) + len(self.init_buffers) + 1]
+            return [o.copy() for o in outs]
         return outs

@@ -917,6 +917,47 @@ class AttentionOp(TensorOp):
         ctx.unify(k[-2], v[-2], f"{self.name} key/value length")
         return [self.query.type.with_shape(q[:-1] + (v[-1],))]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """Softmax attention for one output element, with a max-shifted softmax: the row's
+        max and sum depend only on the query position, so the loop placement computes them
+        once per row; the scores are recomputed for each output feature (the price of
+        computing element by element)."""
+        q_shape, k_shape, v_shape = (ranked(self, i) for i in range(3))
+        lead, i, f = index[:-2], index[-2], index[-1]
+        depth, keys = q_shape[-1], k_shape[-2]
+        scale = self.scale
+        if scale is None and not isinstance(depth, int):
+            raise NotImplementedError("attention without a scale needs a static depth")
+        scale_node = b.const(scale if scale is not None else 1.0 / math.sqrt(depth), "f32")
+
+        def lead_of(shape: tuple[Dim, ...]) -> list[Dim]:
+            return _batch_index(list(lead), shape)
+
+        def score(j: Dim) -> Node:
+            def term(rs: list[Dim]) -> Node:
+                (e,) = rs
+                x = b.cast(b.operand(self, 0, lead_of(q_shape) + [i, e]), "f32")
+                y = b.cast(b.operand(self, 1, lead_of(k_shape) + [j, e]), "f32")
+                return b.binary("mul", x, y)
+
+            s = b.binary("mul", b.reduce("add", [(0, depth)], term, contraction=True), scale_node)
+            if self.causal:  # top-left aligned: query i sees keys j <= i
+                s = b.select(b.guard([(j, 0, i + 1)]), s, b.const(float("-inf"), "f32"))
+            return s
+
+        top = b.reduce("max", [(0, keys)], lambda rs: score(rs[0]))
+        total = b.reduce("add", [(0, keys)],
+                         lambda rs: b.unary("exp", b.binary("sub", score(rs[0]), top)))
+
+        def weighted(rs: list[Dim]) -> Node:
+            (j,) = rs
+            p = b.unary("exp", b.binary("sub", score(j), top))
+            val = b.cast(b.operand(self, 2, lead_of(v_shape) + [j, f]), "f32")
+            return b.binary("mul", p, val)
+
+        out = b.binary("div", b.reduce("add", [(0, keys)], weighted), total)
+        return b.cast(out, self.results[0].type.dtype)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         q, k, v = (a.astype(np.float32) for a in args)
         scale = self.scale or 1.0 / math.sqrt(q.shape[-1])

@@ -22,10 +22,13 @@ import numpy as np
 from neuralc.ir.dialects.tensor import (
     EvalContext,
     TensorOp,
+    broadcast_index,
     broadcast_shapes,
     concrete,
     ranked,
 )
+from neuralc.ir.dims import Dim
+from neuralc.ir.element import ElementBuilder, Node
 from neuralc.ir.numeric import np_dtype
 from neuralc.ir.opdef import (
     BOOL_TENSOR,
@@ -66,6 +69,10 @@ class IotaOp(TensorOp):
             return [f"axis {axis} is out of range for rank {len(t.shape)}"]
         return []
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """The loop index along ``axis``, converted to the result's element type."""
+        return b.index_value(index[self.axis % len(index)], self.results[0].type.dtype)
+
 
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
         t = self.results[0].type
@@ -93,6 +100,17 @@ _COMPARE: dict[str, Any] = {
 
 COMPARE_FNS = _COMPARE
 
+_ELEMENT_OF_NUMPY = {np.dtype(np_dtype(t)): t for t in ("f64", "f32", "f16", "i64", "i32",
+                                                        "i8", "i1")}
+
+
+def _common_type(a: str, b: str) -> str:
+    """The element type numpy compares ``a`` and ``b`` in (bf16 is held as float32, so bf16
+    with anything but itself is f32 or wider)."""
+    if a == b:
+        return a
+    return _ELEMENT_OF_NUMPY[np.result_type(np_dtype(a), np_dtype(b))]
+
 
 @register_op
 class CompareOp(TensorOp):
@@ -116,6 +134,14 @@ class CompareOp(TensorOp):
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
         shape = broadcast_shapes([ranked(self, 0), ranked(self, 1)], ctx, self.name)
         return [TensorType(shape, "i1")]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """Both operands read under broadcasting and compared in their common type (numpy's
+        promotion, which the reference applies), so no value is rounded before comparing."""
+        x, y = (b.operand(self, i, broadcast_index(index, v))
+                for i, v in enumerate(self.operands))
+        common = _common_type(x.dtype, y.dtype)
+        return b.compare(self.fn, b.cast(x, common), b.cast(y, common))
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         return [np.asarray(_COMPARE[self.attributes["fn"]](args[0], args[1]), dtype=np.bool_)]

@@ -139,6 +139,13 @@ class ScanOp(TensorOp):
                                    f"final state {k}")
         return errs
 
+    def loop_scratch(self) -> list[TensorType]:
+        """Each state twice: the value a step reads and the one it writes (a step reads all
+        of the old state, e.g. in its matmul, so it cannot update it in place)."""
+        ns, nc = self.split()
+        states = [v.type for v in self.operands[ns:ns + nc]]
+        return states + states
+
     # -- shapes ------------------------------------------------------------------------
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
         op = self
@@ -248,6 +255,14 @@ class ReverseOp(TensorOp):
         if len(set(axes)) != len(axes):
             raise ShapeError(f"{op.name}: axes {op.attributes['axes']} repeat an axis")
         return [op.operands[0].type.with_shape(shape)]
+
+    def element(self, b: Any, index: list[Dim]) -> Any:
+        """Reads ``size - 1 - i`` on the reversed axes: a flip is index arithmetic, no copy.
+        (``b`` is an ``ElementBuilder``; this module does not import it.)"""
+        shape = ranked(self)
+        axes = {a % len(shape) for a in self.attributes["axes"]}
+        return b.operand(self, 0, [shape[a] - 1 - i if a in axes else i
+                                   for a, i in enumerate(index)])
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         op = self

@@ -19,13 +19,23 @@ come from the (possibly symbolic) types, evaluated against the symbol sizes boun
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from neuralc.ir.core import Op
-from neuralc.ir.dialects.tensor import PADDING, EvalContext, TensorOp, ranked
-from neuralc.ir.dims import Dim
+from neuralc.ir.dialects.tensor import (
+    PADDING,
+    EvalContext,
+    TensorOp,
+    accumulator_type,
+    ranked,
+    spatial_pad_lo,
+)
+from neuralc.ir.dims import Dim, ceildiv, dmax, floordiv, mod
+from neuralc.ir.element import Cond, ElementBuilder, Node
 from neuralc.ir.opdef import (
     NON_NEGATIVE,
     NUMBER,
@@ -78,6 +88,42 @@ def _non_empty(op: Op, spatial: tuple[Dim, ...], x: tuple[Dim, ...]) -> None:
                          f"{shape_str(x)}")
 
 
+def _count(b: ElementBuilder, lengths: list[Node | int], dtype: str) -> Node:
+    """The number of real elements of a window, a ``dtype`` number: the product of its
+    per-axis lengths (ints where the ranges settle them, else nodes of type ``dtype``)."""
+    static = 1
+    value: Node | None = None
+    for length in lengths:
+        if isinstance(length, int):
+            static *= length
+        else:
+            value = length if value is None else b.binary("mul", value, length)
+    if value is None:
+        return b.const(float(static), dtype)
+    return value if static == 1 else b.binary("mul", value, b.const(float(static), dtype))
+
+
+def _window_reduce(b: ElementBuilder, op: Op, kind: str, n: Dim, c: Dim,
+                   starts: list[Dim], bounds: list[tuple[Dim, Dim]],
+                   conds: Callable[[list[Dim]], list[Cond]],
+                   count: Callable[[str], Node]) -> Node:
+    """Max or average of operand 0 of ``op`` over the box ``starts + r`` (``r`` within
+    ``bounds``), where ``conds(rs)`` says which elements are real (the rest take no part)."""
+    dtype = op.results[0].type.dtype
+
+    def at(rs: list[Dim]) -> list[Dim]:
+        return [n, *(st + r for st, r in zip(starts, rs)), c]
+
+    if kind == "max":  # exact in the input type; padding is -inf, below every real element
+        best = b.reduce("max", bounds, lambda rs: b.operand_guarded(op, 0, at(rs), conds(rs),
+                                                                     -math.inf))
+        return b.cast(best, dtype)
+    acc = accumulator_type(dtype)
+    total = b.reduce("add", bounds, lambda rs: b.cast(
+        b.operand_guarded(op, 0, at(rs), conds(rs), 0.0), acc), dtype=acc)
+    return b.cast(b.binary("div", total, count(acc)), dtype)
+
+
 # -- pooling ---------------------------------------------------------------------------------
 
 
@@ -126,6 +172,40 @@ class PoolOp(TensorOp):
         _non_empty(self, tuple(spatial), x)
         return [self.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """Window ``o * stride - pad_lo + r``; reads outside the input are padding, guarded
+        away; avg divides by the number of real elements, per axis ``min(start + k, size) -
+        max(start, 0)`` where the ranges make it a constant, else that axis's guard summed
+        over the window."""
+        x = ranked(self)
+        window, strides = self.attributes["window"], self.attributes["strides"]
+        sizes = x[1:-1]
+        starts = [b.simplify(o * s - spatial_pad_lo(d, k, s, 1, self.padding, a))
+                  for a, (o, d, k, s) in enumerate(zip(index[1:-1], sizes, window, strides))]
+        # Axes with no padding: every window lies inside (the output length says so), even
+        # where symbolic sizes keep the range analysis from proving it.
+        padded = [self.padding == "same" or (isinstance(self.padding, list)
+                                             and any(self.padding[a]))
+                  for a in range(len(window))]
+
+        def conds(rs: list[Dim]) -> list[Cond]:
+            return [(st + r, 0, d) for st, r, d, p in zip(starts, rs, sizes, padded) if p]
+
+        def count(dtype: str) -> Node:
+            # Not the min/max as an index expression: parse_dim (which reads the loop IR's
+            # attributes back) simplifies min/max as if every symbol were >= 1, turning
+            # max(2 * i - 1, 0) into 2 * i - 1 for a loop variable i that starts at 0.
+            lengths: list[Node | int] = []
+            for st, k, d, p in zip(starts, window, sizes, padded):
+                exact = b.simplify(b.min(st + k, d) - b.max(st, 0)) if p else k
+                lengths.append(exact if isinstance(exact, int) else b.reduce(
+                    "add", [(0, k)], lambda rs, st=st, d=d: b.cast(
+                        b.guard([(st + rs[0], 0, d)]), dtype), dtype=dtype))
+            return _count(b, lengths, dtype)
+
+        return _window_reduce(b, self, self.kind, index[0], index[-1], starts,
+                              [(0, k) for k in window], conds, count)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         a = self.attributes
         x = args[0]
@@ -170,6 +250,31 @@ class AdaptivePoolOp(TensorOp):
         x = _spatial_input(self, len(out))
         return [self.operands[0].type.with_shape((x[0], *out, x[-1]))]
 
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """Output ``i`` of an axis pools ``[i * n floordiv out, (i + 1) * n ceildiv out)``:
+        the reduction runs over the longest window (its bounds may not depend on ``i``) and a
+        guard ``r < hi - lo`` cuts the shorter ones."""
+        x = ranked(self)
+        starts: list[Dim] = []
+        lengths: list[Dim] = []
+        longest: list[Dim] = []
+        for i, n, out in zip(index[1:-1], x[1:-1], self.attributes["output_size"]):
+            lo = b.simplify(floordiv(i * n, out))
+            hi = b.simplify(ceildiv((i + 1) * n, out))
+            starts.append(lo)
+            lengths.append(b.simplify(hi - lo))
+            longest.append(_longest_adaptive_window(n, out))
+
+        def conds(rs: list[Dim]) -> list[Cond]:
+            return [(r, 0, length) for r, length in zip(rs, lengths)]
+
+        def count(dtype: str) -> Node:
+            return _count(b, [d if isinstance(d, int) else b.index_value(d, dtype)
+                              for d in lengths], dtype)
+
+        return _window_reduce(b, self, self.kind, index[0], index[-1], starts,
+                              [(0, k) for k in longest], conds, count)
+
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         fn = np.max if self.attributes["kind"] == "max" else np.mean
         y = args[0].astype(np.float64)
@@ -183,6 +288,17 @@ class AdaptivePoolOp(TensorOp):
                 parts.append(fn(y[tuple(index)], axis=axis, keepdims=True))
             y = np.concatenate(parts, axis=axis)
         return [y.astype(args[0].dtype)]
+
+
+def _longest_adaptive_window(n: Dim, out: int) -> Dim:
+    """The longest of PyTorch's ``out`` adaptive windows over ``n`` elements, or a bound on it
+    when ``n`` is symbolic: ``ceil((i + 1) n / out) - floor(i n / out) < n / out + 2``, so at
+    most ``ceil(n / out) + 1`` (exactly ``n`` for one window)."""
+    if isinstance(n, int):
+        return max(hi - lo for lo, hi in adaptive_bounds(n, out))
+    if out == 1:
+        return n
+    return ceildiv(n, out) + 1
 
 
 # -- padding and resizing --------------------------------------------------------------------
@@ -211,6 +327,16 @@ class PadOp(TensorOp):
                              f"{len(x)}")
         shape = tuple(d + lo + hi for d, (lo, hi) in zip(x, pads))
         return [self.operands[0].type.with_shape(shape)]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """Reads ``index - lo`` where that lies inside the operand, ``value`` elsewhere."""
+        x = ranked(self)
+        pads = self.attributes["pads"]
+        src = [i - lo for i, (lo, _) in zip(index, pads)]
+        conds = [(s, 0, d) for s, d, (lo, hi) in zip(src, x, pads) if lo or hi]
+        if not conds:
+            return b.operand(self, 0, src)
+        return b.operand_guarded(self, 0, src, conds, float(self.attributes.get("value", 0.0)))
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
@@ -262,6 +388,56 @@ class ResizeOp(TensorOp):
         x = _spatial_input(self, len(scale))
         spatial = tuple(d * f for d, f in zip(x[1:-1], scale))
         return [self.operands[0].type.with_shape((x[0], *spatial, x[-1]))]
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """Nearest reads ``i floordiv f``. Linear, as ``_linear_resample``: output ``i`` reads
+        source ``(2i + 1 - f) / 2f``, so with ``a = 2i + 1 - f`` the floor index is
+        ``lo = a floordiv 2f`` (-1 before the first centre) and the weight of ``lo + 1`` is
+        ``(a mod 2f) / 2f`` (float64, as the reference). The clamped edges are weights, not
+        indices: the two reads are at ``lo mod size`` and ``(lo + 1) mod size`` (always
+        inside the input, equal to the reference's where it reads them), and where the
+        reference clamps (``lo < 0``: all on element 0; ``lo = size - 1``: all on the last)
+        the weight is 1 or 0 (no ``min``/``max`` in an index: the loop IR's text would not
+        keep one over loop variables, see ``PoolOp.element``). The 2^n corners (n: the axes
+        scaled by more than 1) are interpolated axis by axis in the reference's order."""
+        x = ranked(self)
+        scale = self.attributes["scale"]
+        n, c = index[0], index[-1]
+        if self.attributes["mode"] == "nearest":
+            return b.operand(self, 0, [n, *(floordiv(i, f) for i, f in
+                                            zip(index[1:-1], scale)), c])
+        wide = "f64"
+        one, zero = b.const(1.0, wide), b.const(0.0, wide)
+        # Per axis: the two source indices and the weight of the second; None where the scale
+        # is 1 (the weight is 0: the element is read where it is).
+        taps: list[tuple[Dim, Dim, Node | None]] = []
+        for i, f, d in zip(index[1:-1], scale, x[1:-1]):
+            if f == 1:
+                taps.append((i, i, None))
+                continue
+            a = b.simplify(2 * i + 1 - f)
+            lo = b.simplify(floordiv(a, 2 * f))
+            frac = b.binary("div", b.index_value(b.simplify(mod(a, 2 * f)), wide),
+                            b.const(float(2 * f), wide))
+            # a < 2 f size always holds, so this guard is a >= 0: past the first centre.
+            edge = b.select(b.guard([(a, 0, 2 * f * d)]), zero, one)
+            weight = b.select(b.guard([(lo, 0, d - 1)]), frac, edge)
+            taps.append((b.simplify(mod(lo, d)), b.simplify(mod(lo + 1, d)), weight))
+        # Corner values keyed by the choice (0: lo, 1: lo + 1) on the axes not yet merged.
+        choices = [(0, 1) if w is not None else (0,) for _, _, w in taps]
+        corners: dict[tuple[int, ...], Node] = {}
+        for pick in itertools.product(*choices):
+            src = [t[p] for t, p in zip(taps, pick)]
+            corners[pick] = b.cast(b.operand(self, 0, [n, *src, c]), wide)
+        for _, _, weight in taps:
+            if weight is None:
+                corners = {pick[1:]: v for pick, v in corners.items()}
+                continue
+            rest = b.binary("sub", one, weight)
+            corners = {pick[1:]: b.binary("add", b.binary("mul", low, rest),
+                                          b.binary("mul", corners[(1, *pick[1:])], weight))
+                       for pick, low in corners.items() if pick[0] == 0}
+        return b.cast(corners[()], self.results[0].type.dtype)
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x = args[0]
@@ -352,6 +528,52 @@ class ConvTransposeOp(TensorOp):
             spatial.append(self._geometry(x[1 + i], i, k)[0])
         _non_empty(self, tuple(spatial), x)
         return [self.operands[0].type.with_shape((x[0], *spatial, w[1] * a["groups"]))]
+
+    def _crop(self, size: Dim, i: int, k: int) -> Dim:
+        """Elements cropped from the start of the full result on axis ``i``; where the size is
+        symbolic, ``transpose_crop``'s ``max(full - out, 0) // 2`` (``full - out`` does not
+        depend on the size: both grow by ``stride`` per input element)."""
+        out, crop = self._geometry(size, i, k)
+        if crop is not None:
+            return crop
+        a = self.attributes
+        full = (size - 1) * a["strides"][i] + effective_window(k, a["dilation"][i])
+        return floordiv(dmax(full - out, 0), 2)
+
+    def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
+        """The adjoint of conv: output ``y`` (``p = y + crop`` in the full result) receives
+        input ``(p - t * dilation) / stride`` through tap ``t`` where that is an integer
+        (``mod`` 0) inside the input; a contraction over the group's input channels and the
+        taps, accumulated in float32 as the reference."""
+        x, w = ranked(self, 0), ranked(self, 1)
+        a = self.attributes
+        strides, dilation, groups = a["strides"], a["dilation"], a["groups"]
+        taps = [int(k) for k in w[2:]]
+        n, ys, f = index[0], index[1:-1], index[-1]
+        per_group = w[1]
+        group: Dim = b.simplify(floordiv(f, per_group)) if groups > 1 else 0
+        fo = b.simplify(mod(f, per_group)) if groups > 1 else f
+        cin = floordiv(x[-1], groups)
+        crops = [self._crop(d, i, k) for i, (d, k) in enumerate(zip(x[1:-1], taps))]
+
+        def term(rs: list[Dim]) -> Node:
+            ch, ts = group * cin + rs[0], rs[1:]
+            pos: list[Dim] = []
+            conds: list[Cond] = []
+            for y, t, s, dl, cr, d in zip(ys, ts, strides, dilation, crops, x[1:-1]):
+                p = b.simplify(y + cr - t * dl)
+                q = b.simplify(floordiv(p, s))
+                if s > 1:
+                    conds.append((b.simplify(mod(p, s)), 0, 1))
+                conds.append((q, 0, d))
+                pos.append(q)
+            xv = b.operand_guarded(self, 0, [n, *pos, ch], conds, 0.0)
+            wv = b.operand(self, 1, [ch, fo, *ts])
+            return b.binary("mul", b.cast(xv, "f32"), b.cast(wv, "f32"))
+
+        total = b.reduce("add", [(0, cin)] + [(0, k) for k in taps], term, contraction=True,
+                         dtype="f32")
+        return b.cast(total, self.results[0].type.dtype)
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x, w = args[0].astype(np.float32), args[1].astype(np.float32)
