@@ -81,6 +81,8 @@ class ElementBuilder:
         self._fresh = 0
         # Inclusive ranges of the loop and reduction variables made so far (sizes are >= 1).
         self.ranges: dict[str, tuple[Dim, Dim]] = {}
+        # Names variables must not take: the model's size symbols (a dim may be called t).
+        self.avoid: set[str] = set()
 
     # -- operands (resolved by the lowering) ---------------------------------------------
     def operand(self, op: Any, i: int, index: Sequence[Dim]) -> Node:
@@ -129,8 +131,13 @@ class ElementBuilder:
         return node
 
     def fresh(self, prefix: str) -> str:
-        self._fresh += 1
-        return f"{prefix}{self._fresh - 1}"
+        """A new variable name, never one of the model's size symbols."""
+        while True:
+            self._fresh += 1
+            name = f"{prefix}{self._fresh - 1}"
+            if name not in self.avoid:
+                self.avoid.add(name)
+                return name
 
     def load(self, buf: BufferRef, index: Sequence[Dim], conds: Sequence[Cond] = (),
              other: float = 0.0) -> Node:

@@ -78,8 +78,19 @@ class KernelLowering(ElementBuilder):
             id(v): BufferRef(i, t.dtype, tuple(t.shape))
             for i, (v, t) in enumerate(zip(inputs, buffer_types))}
         self.memo: dict[tuple[int, tuple[Dim, ...]], Node] = {}
+        self.avoid = set(_type_symbols(buffer_types))
         # Values read as one position of a buffer's axis (a scan step of a sequence).
         self.steps: dict[int, tuple[int, Dim]] = {}
+
+    def nest_names(self, letters: Any, rank: int) -> list[str]:
+        """Names for a loop nest of ``rank`` loops: ``i0, i1, ...`` (the next letter when one
+        of them is taken: a model may call a size i0)."""
+        for letter in letters:
+            names = [f"{letter}{d}" for d in range(rank)]
+            if not set(names) & self.avoid:
+                self.avoid |= set(names)
+                return names
+        raise LoweringError("no free loop variable names", _loc(None))
 
     def bind_buffer(self, v: Value, buf: BufferRef, step: tuple[int, Dim] | None = None) -> None:
         """Read value ``v`` from ``buf``; ``step = (axis, t)``: ``v`` is ``buf`` at position
@@ -353,8 +364,7 @@ def lower_kernel(kernel: Op, name: str) -> Op:
         groups.setdefault(tuple(v.type.shape), []).append(k)
     letters = iter(_NEST_NAMES)
     for shape, members in groups.items():
-        letter = next(letters)
-        names = [f"{letter}{d}" for d in range(len(shape))]
+        names = lw.nest_names(letters, len(shape))
         lw.declare(names, [(0, e) for e in shape])
         index = [sym(n) for n in names]
         stores = [(len(inputs) + k, lw.value(outputs[k], index)) for k in members]
@@ -370,8 +380,7 @@ def _nests(emitter: _Emitter, lw: KernelLowering, letters: Any,
     for shape, buf, how in items:
         groups.setdefault(tuple(shape), []).append((buf, how))
     for shape, members in groups.items():
-        letter = next(letters)
-        names = [f"{letter}{d}" for d in range(len(shape))]
+        names = lw.nest_names(letters, len(shape))
         lw.declare(names, [(0, e) for e in shape])
         index = [sym(n) for n in names]
         stores: list[tuple[int, Node, list[Dim]]] = []
@@ -433,7 +442,7 @@ def lower_scan_kernel(kernel: Op, name: str, scan: Op) -> Op:
         (inits[k].type.shape, base_cur + k, (lambda v: lambda idx: (lw.value(v, idx), None))(
             inits[k])) for k in range(nc)])
     # The time loop.
-    t_var = "t"
+    t_var = lw.fresh("t")
     lw.declare([t_var], [(0, length)])
     t_now: Dim = (length - 1 - sym(t_var)) if scan.attributes["reverse"] else sym(t_var)
     loop = Op("loop.for", [], [], {"var": t_var, "lower": "0", "upper": dim_text(length),
@@ -494,7 +503,7 @@ def copy_kernel(name: str, t: TensorType, location: Location) -> Op:
     lw = KernelLowering([src], [mt])
     emitter = _Emitter(lw, [src, dst], location)
     emitter.push(block, set(), None)
-    names = [f"i{d}" for d in range(mt.rank)]
+    names = lw.nest_names(iter(_NEST_NAMES), mt.rank)
     lw.declare(names, [(0, e) for e in mt.shape])
     emitter.nest(names, list(mt.shape), [(1, lw.value(src, [sym(n) for n in names]))])
     return kernel

@@ -70,6 +70,13 @@ def aligned_bytes(n: int) -> np.ndarray:
     return raw[start:start + n]
 
 
+def contiguous(a: Any, dtype: str) -> np.ndarray:
+    """``a`` as a C-contiguous array of ``dtype``, keeping its shape (``np.ascontiguousarray``
+    would turn a 0-d array into a 1-d one)."""
+    out = np.asarray(a, dtype=np_dtype(dtype))
+    return out if out.flags.c_contiguous else out.copy(order="C")
+
+
 def _table(arrays: list[np.ndarray]) -> Any:
     return (_P * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
 
@@ -94,8 +101,8 @@ class CpuExecutable(Executable):
         self.constraints = model.module.attributes.get("dim_constraints")
         self.jit = JitModule(program.llvm_ir, compilation.spec, use_cache=use_cache)
         self._run = self.jit.function("nc_run", None, _P, _P, _P, _P, _P, _P)
-        self.weights = [np.ascontiguousarray(np.asarray(weights[n]).astype(
-            np_dtype(program.weight_types[n].dtype), copy=False)) for n in program.weights]
+        self.weights = [contiguous(weights[n], program.weight_types[n].dtype)
+                        for n in program.weights]
         for name, w in zip(program.weights, self.weights):
             want = _shape(program.weight_types[name], {})
             if w.shape != want:
@@ -127,8 +134,7 @@ class CpuExecutable(Executable):
         missing = [s for s in prog.symbols if s not in env]
         if missing:
             raise InputError(f"the inputs do not determine the sizes {', '.join(missing)}")
-        ins = [np.ascontiguousarray(a.astype(np_dtype(t.dtype), copy=False))
-               for a, t in zip(arrays, prog.inputs)]
+        ins = [contiguous(a, t.dtype) for a, t in zip(arrays, prog.inputs)]
         outs = [np.empty(_shape(t, env), np_dtype(t.dtype)) for t in prog.outputs]
         need = int(evaluate(prog.arena_bytes, env))
         if self.guard is not None:
