@@ -389,7 +389,7 @@ def runnable_targets() -> list[str]:
     from neuralc.backends.registry import get_backend
 
     out: list[str] = []
-    for name in ("onnx",):
+    for name in ("cpu", "onnx"):  # native code first: every layer runs on it
         backend = get_backend(name)
         if backend is None or not backend.runnable:
             continue

@@ -412,14 +412,10 @@ def lower_scan_kernel(kernel: Op, name: str, scan: Op) -> Op:
     assert step_term is not None
     n_out = len(step_term.operands) - nc
     block = Block()
-    buffers = [block.add_arg(t, inputs[i].name_hint if i < len(inputs) else None)
-               for i, t in enumerate(types)]
-    for i, b in enumerate(buffers):
-        if b.name_hint is None:
-            k = i - len(inputs)
-            b.name_hint = f"out{k}" if k < len(outputs) else (
-                f"state{(k - len(outputs)) % nc}" if k - len(outputs) < nc
-                else f"next{(k - len(outputs)) % nc}")
+    hints = ([v.name_hint or f"in{i}" for i, v in enumerate(inputs)]
+             + [f"out{k}" for k in range(len(outputs))]
+             + [f"state{k}" for k in range(nc)] + [f"next{k}" for k in range(nc)])
+    buffers = [block.add_arg(t, h) for t, h in zip(types, hints)]
     base_out, base_cur = len(inputs), len(inputs) + len(outputs)
     base_next = base_cur + nc
     loop_kernel = Op("loop.kernel", [], [], {"sym_name": name,

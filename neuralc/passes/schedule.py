@@ -100,9 +100,7 @@ def _top_reduces(scope: Op) -> list[Op]:
 
 def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter) -> None:
     fors = _innermost_fors(kernel)
-    # Reductions outside every loop (a reduction to one value) are their own candidates.
-    loose = [r for r in _top_reduces(kernel)
-             if not any(p.name == "loop.for" for p in _ancestors(r, kernel))]
+    inner = {id(f) for f in fors}
     for f in fors:
         var = f.attributes["var"]
         candidates: list[tuple[int, int, Op, str]] = []
@@ -113,7 +111,11 @@ def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter) -> None:
             for v in r.attributes["vars"]:
                 candidates.append((_gathers(r, v), 1, r, v))
         _apply(candidates, vector_bits, rewriter)
-    for r in loose:
+    # Reductions outside every innermost loop (a softmax's row max and sum, computed once per
+    # row before the loop over the row's elements) are nests of their own.
+    for r in _top_reduces(kernel):
+        if any(id(a) in inner for a in _ancestors(r, kernel)):
+            continue
         _apply([(_gathers(r, v), 1, r, v) for v in r.attributes["vars"]], vector_bits,
                rewriter)
 
