@@ -97,6 +97,8 @@ def test_random_chains_agree_with_the_tensor_ir(steps: list[tuple], fused: bool,
        seed=st.integers(0, 2**16))
 def test_random_chains_agree_in_native_code(steps: list[tuple], sizes: tuple[int, int, int],
                                             seed: int) -> None:
+    import ctypes
+
     from neuralc.backends.cpu.host import TargetSpec
     from neuralc.backends.cpu.jit import JitModule
     from neuralc.backends.cpu.program import generate
@@ -105,8 +107,6 @@ def test_random_chains_agree_in_native_code(steps: list[tuple], sizes: tuple[int
     from neuralc.passes.manager import PassManager
     from neuralc.passes.registry import parse_pipeline
     from neuralc.runtime.interpreter import Interpreter
-
-    import ctypes
 
     tensor = tensor_module(build(steps))
     loops = tensor.clone()
