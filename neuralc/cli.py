@@ -107,12 +107,26 @@ def _backend_options(p: argparse.ArgumentParser) -> None:
                    help="pytorch target: add an Optuna search over the model's HPO values")
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and where compiled code is cached (printed unwrapped)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from neuralc import __version__
+        from neuralc.backends.cpu.cache import cache_dir
+
+        sys.stdout.write(f"neuralc {__version__}\nnative code cache: {cache_dir()}\n")
+        raise SystemExit(EXIT_OK)
+
+
 def build_parser() -> dict[str, argparse.ArgumentParser]:
     compile_p = _Parser(
         prog="neuralc",
         description="Compile a Neural DSL model.",
         epilog="subcommands: check, run, opt, layers (neuralc SUBCOMMAND -h)",
     )
+    compile_p.add_argument("--version", action=_Version, nargs=0,
+                           help="print the version and the native code cache's location")
     compile_p.add_argument("model", help="the .nr model file")
     compile_p.add_argument(
         "--emit", choices=("graph-ir", "tensor-ir", "kernels", "loop-ir", "llvm", "asm"),
@@ -201,7 +215,13 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
 
     layers_p = _Parser(prog="neuralc layers", description="List the layer catalog.")
     layers_p.add_argument("--markdown", action="store_true", help="the language reference table")
-    return {"compile": compile_p, "check": check_p, "run": run_p, "opt": opt_p, "layers": layers_p}
+
+    cache_p = _Parser(prog="neuralc cache",
+                      description="Where the native code cache is, what it holds; --clear empties "
+                      "it.")
+    cache_p.add_argument("--clear", action="store_true", help="remove every cached object")
+    return {"compile": compile_p, "check": check_p, "run": run_p, "opt": opt_p, "layers": layers_p,
+            "cache": cache_p}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -508,3 +508,17 @@ def _compile_cpu(args: argparse.Namespace) -> int:
         text = emit_assembly(comp.program.llvm_ir, comp.spec)
     _write(text if text.endswith("\n") else text + "\n", args.output)
     return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """``neuralc cache [--clear]``: the native code cache's location and contents."""
+    from neuralc.backends.cpu import cache
+
+    if args.clear:
+        print(f"removed {cache.clear()} cached objects from {cache.cache_dir()}")
+        return 0
+    info = cache.info()
+    print(f"native code cache: {info['path']}")
+    print(f"  {info['entries']} objects, {int(info['bytes']):,} bytes")
+    print("  (set NEURALC_CACHE_DIR to move it; XDG_CACHE_HOME is honoured)")
+    return 0
