@@ -13,6 +13,8 @@ rewrites stay outside ``-O``: ``--precision`` inserts the precision pass before 
 - ``-O2``: ``-O1`` plus BatchNorm folding and a second cleanup after it.
 - ``-O3``: ``-O2`` plus the target's layout choice (channels-first convs where the target
   wants them; ``reference`` and ``cpu`` keep channels-last), then cleanup again.
+- From ``-O1``, targets that want it (``cpu``) get ``pack-weights`` before fusion: weights in
+  output-channel-last layouts, transposed once at load time.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ TENSOR: dict[int, list[str]] = {
         "canonicalize", "{layout}", "canonicalize", "cse", "fuse", "outline-init",
         "memory-plan"],
 }
+
+# Targets whose kernels want weights packed output-channel-last (from -O1).
+PACKED_WEIGHTS = ("cpu",)
 
 # The conv layout each target wants at -O3.
 TARGET_LAYOUT = {"reference": "channels_last", "cpu": "channels_last", "cuda": "channels_first",
@@ -63,6 +68,8 @@ def tensor_pipeline(level: int, precision: str = "fp32", target: str = "referenc
         if name == "{layout}":
             out.append(f"layout{{target={layout}}}")
             continue
+        if name.startswith("fuse") and level >= 1 and target in PACKED_WEIGHTS:
+            out.append("pack-weights")
         if name.startswith("fuse") and precision != "fp32":
             out.append(f"precision{{mode={precision}}}")
         out.append(name)

@@ -27,6 +27,7 @@ _PASS_MODULES = (
     "neuralc.passes.outline_init",
     "neuralc.passes.lower_to_loops",
     "neuralc.passes.schedule",
+    "neuralc.passes.pack_weights",
 )
 _loaded = False
 

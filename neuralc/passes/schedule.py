@@ -15,7 +15,13 @@ per innermost nest, the one whose accesses are cheapest in lanes:
 A matmul with (out, in) weights thus vectorises its reduction (both operands are contiguous
 along it), an elementwise kernel its last axis, a softmax its row reductions and its row.
 The width is ``vector_bits`` over the element size (16 float32 lanes at 512 bits), halved
-while the loop's static extent is smaller; loops of fewer than 4 iterations stay scalar.
+while half of it still covers the loop's static extent (10 iterations: one masked step of 16
+lanes); loops of fewer than 4 iterations stay scalar.
+
+Around a reduction the schedule also unrolls and jams (``jam = J``): the vectorised loop runs
+up to 4 vectors at a time and its parent loop several rows, sized so the tile of accumulators
+fits the register file (32 vector registers with AVX-512, 16 below): a matmul's or a
+convolution's inner loop becomes a register-blocked microkernel.
 """
 
 from __future__ import annotations
@@ -71,8 +77,10 @@ def _element_type(op: Op) -> str:
 def _lanes(vector_bits: int, dtype: str, extent: object) -> int:
     lanes = max(1, vector_bits // (8 * _ITEMSIZE[dtype]))
     if isinstance(extent, int):
-        while lanes > extent:
+        while lanes // 2 >= extent:  # the fewest lanes that cover it in one (masked) step
             lanes //= 2
+    if isinstance(extent, int) and extent < MIN_LANES:
+        return 1
     return lanes if lanes >= MIN_LANES else 1
 
 
@@ -111,6 +119,7 @@ def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter) -> None:
             for v in r.attributes["vars"]:
                 candidates.append((_gathers(r, v), 1, r, v))
         _apply(candidates, vector_bits, rewriter)
+        _jam(f, vector_bits, rewriter)
     # Reductions outside every innermost loop (a softmax's row max and sum, computed once per
     # row before the loop over the row's elements) are nests of their own.
     for r in _top_reduces(kernel):
@@ -118,6 +127,9 @@ def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter) -> None:
             continue
         _apply([(_gathers(r, v), 1, r, v) for v in r.attributes["vars"]], vector_bits,
                rewriter)
+    for r in [o for o in kernel.walk() if o.name == "loop.reduce"]:
+        if not r.attributes.get("vectorize"):
+            _order_reduction(r, rewriter)
 
 
 def _ancestors(op: Op, stop: Op) -> list[Op]:
@@ -152,6 +164,66 @@ def _apply(candidates: list[tuple[int, int, Op, str]], vector_bits: int,
         values = list(op.attributes[key])
         rewriter.set_attr(op, key, [values[i] for i in order])
     rewriter.set_attr(op, "vectorize", lanes)
+
+
+def _order_reduction(r: Op, rewriter: Rewriter) -> None:
+    """Nest a reduction's variables so that the innermost walks memory most nearly in order:
+    each variable is scored by how far from the last index it appears in the loads of the
+    body (a convolution's input channel, last in NHWC activations and HWIO weights, runs
+    innermost; its window offsets, whose guards then hold for a whole channel run, outside).
+    Only where no bound depends on another of its variables."""
+    names = list(r.attributes["vars"])
+    bounds = [dim(t) for t in [*r.attributes["lower"], *r.attributes["upper"]]]
+    if len(names) < 2 or any(set(names) & symbols(b) for b in bounds):
+        return
+    score = {n: 0 for n in names}
+    for o in r.walk():
+        if o.name != "loop.load":
+            continue
+        index = [dim(t) for t in o.attributes["index"]]
+        for n in names:
+            at = [k for k, e in enumerate(index) if n in symbols(e)]
+            if at:
+                score[n] += len(index) - 1 - max(at)
+    order = sorted(range(len(names)), key=lambda i: (-score[names[i]], i))
+    if order != list(range(len(names))):
+        for key in ("vars", "lower", "upper"):
+            values = list(r.attributes[key])
+            rewriter.set_attr(r, key, [values[i] for i in order])
+
+
+def _static_extent(op: Op) -> int | None:
+    extent = dim(op.attributes["upper"]) - dim(op.attributes["lower"])
+    return extent if isinstance(extent, int) else None
+
+
+def _jam(f: Op, vector_bits: int, rewriter: Rewriter) -> None:
+    """Register tiles for the loops around a reduction: the innermost loop runs ``nr`` vectors
+    (or ``nr`` dot products) at once and its parent ``mr`` rows, so a matmul or convolution
+    keeps ``mr x nr`` independent accumulators in registers, each k's loads shared by a row or
+    a column of the tile (and an FMA's latency hidden behind the others)."""
+    if f.attributes.get("kind") != "parallel" or not _top_reduces(f):
+        return
+    registers = 32 if vector_bits >= 512 else 16
+    extent = _static_extent(f)
+    width = int(f.attributes.get("vectorize") or 1)
+    if width > 1:
+        nr = min(4 if registers == 32 else 2, extent // width if extent is not None else 4)
+        mr = min(8, (registers - nr - 2) // max(nr, 1))
+    elif any(r.attributes.get("vectorize") for r in _top_reduces(f)):
+        nr = min(4, extent if extent is not None else 4)
+        mr = 1
+    else:
+        return
+    if nr > 1:
+        rewriter.set_attr(f, "jam", nr)
+    parent = f.parent_op()
+    if mr > 1 and parent is not None and parent.name == "loop.for" \
+            and parent.attributes.get("kind") == "parallel":
+        pext = _static_extent(parent)
+        mr = min(mr, pext) if pext is not None else mr
+        if mr > 1:
+            rewriter.set_attr(parent, "jam", mr)
 
 
 @register_pass

@@ -9,7 +9,7 @@ becomes the numpy op over the axes of the loops it sits in (broadcasting over th
 ``loop.load``/``loop.store`` are fancy indexing. A serial ``loop.for`` (a recurrence) runs its
 iterations one after another. Parallel iterations are independent by definition, so running
 them as one array operation is their meaning, not an approximation. Schedule attributes
-(``vectorize``, ``unroll``) do not change meaning and are ignored.
+(``vectorize``, ``jam``) do not change meaning and are ignored.
 
 Buffers are numpy arrays: inputs and outputs as given, weights by name, intermediate buffers
 as views of one byte arena at the offsets the memory plan chose, so a plan that overlaps live

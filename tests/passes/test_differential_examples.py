@@ -32,7 +32,8 @@ EXAMPLES = sorted(Path(__file__).resolve().parents[2].joinpath("examples").glob(
 BOUND = {"fp32": 1e-5, "fp16": 5e-3, "mixed": 5e-3, "bf16": 3e-2}
 # Each pass alone, on the lowered module (its own input is the lowered, unoptimised IR).
 SINGLE = ["canonicalize", "cse", "dce", "fold-batchnorm", "layout{target=channels_first}",
-          "fuse", "fuse{merge=false}", "memory-plan", "precision{mode=fp16}"]
+          "fuse", "fuse{merge=false}", "memory-plan", "precision{mode=fp16}", "pack-weights",
+          "layout{target=channels_last},pack-weights"]
 
 _models: dict[Path, object] = {}
 

@@ -276,10 +276,10 @@ def _optimised_module(llvm_ir: str, spec: TargetSpec, opt: int) -> Iterator[tupl
             module.triple = spec.triple
             module.data_layout = str(tm.target_data)
             pto = llvm.create_pipeline_tuning_options(speed_level=opt)
-            pto.loop_vectorization = opt >= 2
+            pto.loop_vectorization = False  # the schedule vectorises; LLVM's own would only grow the remainders
             pto.slp_vectorization = opt >= 2
-            pto.loop_unrolling = opt >= 1
-            pto.loop_interleaving = opt >= 2
+            pto.loop_unrolling = False  # likewise: unroll-and-jam is the schedule's
+            pto.loop_interleaving = False
             builder = llvm.create_pass_builder(tm, pto)
             builder.getModulePassManager().run(module, builder)
             builder.close()

@@ -7,24 +7,33 @@ and the sizes it uses. Index expressions are i64 arithmetic with floor semantics
 where range analysis proves a numerator non-negative, a plain division is used.
 
 Vectors: a ``loop.for`` with ``vectorize = W`` runs W iterations at once, then the remaining
-ones one by one (the body is emitted twice). Inside, every value that depends on the loop's
-variable is a ``<W x T>`` vector and every other value a scalar, broadcast where the two meet.
-A load whose last index is the variable plus something independent of it is one vector load
-(a masked one under a guard); any other varying index is a gather, and a store a scatter.
-A ``loop.reduce`` with ``vectorize = W`` accumulates W partial results along its last variable
-and combines them at the end (the reassociation the cpu tolerance allows). Transcendental
-functions are the polynomial ones of :mod:`neuralc.backends.cpu.vecmath` at the same width.
+ones (fewer than W) as one masked step: lanes past the end load and store nothing
+(``llvm.masked.*``). Inside, every value that depends on the loop's variable is a
+``<W x T>`` vector and every other value a scalar, broadcast where the two meet. A load whose
+last index is the variable plus something independent of it is one vector load (a masked one
+under a guard); any other varying index is a gather, and a store a scatter. A
+``loop.reduce`` with ``vectorize = W`` accumulates W partial results along its last variable
+(its masked last step adds the identity) and combines them at the end (the reassociation the
+cpu tolerance allows). Transcendental functions are the polynomial ones of
+:mod:`neuralc.backends.cpu.vecmath` at the same width.
+
+Unroll-and-jam (``jam = J`` on a parallel loop): J copies ("instances") of the body are
+emitted op by op, interleaved; a loop or reduction inside is shared by the copies (one loop,
+J accumulators), so a matmul's tile of outputs shares each k's loads.
 """
 
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from neuralc.backends.cpu import vecmath
 from neuralc.backends.cpu.llvm_text import FLOATS, ITEMSIZE, FunctionText, Val, literal, llvm_type
 from neuralc.ir.core import Block, Op, Value
 from neuralc.ir.dialects.loop import dim
-from neuralc.ir.dims import Dim, FloorDiv, MinMax, Mod, bounds, product, sym, symbols
+from neuralc.ir.dims import Dim, FloorDiv, MinMax, Mod, bounds, product, subs, sym, symbols
 from neuralc.ir.scalar_fns import expand
 from neuralc.ir.types import MemRefType
 
@@ -32,6 +41,8 @@ _IDENTITY = {"add": 0.0, "mul": 1.0, "max": float("-inf"), "min": float("inf")}
 _FCMP = {"eq": "oeq", "ne": "une", "lt": "olt", "le": "ole", "gt": "ogt", "ge": "oge"}
 _ICMP = {"eq": "eq", "ne": "ne", "lt": "slt", "le": "sle", "gt": "sgt", "ge": "sge"}
 _VECMATH = ("exp", "expm1", "log", "tanh", "sigmoid", "softplus", "erf", "sin", "cos")
+UNROLL = 4  # independent accumulators of a vectorised reduction
+ZERO_BYTES_MAX = 1 << 16  # the largest zero buffer a guarded load may read instead
 
 
 class CodegenError(Exception):
@@ -43,6 +54,19 @@ class _Buffer:
     ptr: str
     dtype: str
     strides: list[Val]
+    stride_dims: list[Dim]
+
+
+@dataclass
+class _Instance:
+    """One copy of a loop body under unroll-and-jam: its index variables (a jammed loop's
+    variable differs per copy), its values, and its vector lanes."""
+
+    vars: dict[str, Val]
+    values: MutableMapping[Any, Any]  # op results (by id), hoisted bases (by ("base", id))
+    lanes: int = 1
+    vvar: str | None = None
+    mask: Val | None = None  # the lanes in range, in a vector loop's masked last step
 
 
 class IndexEmitter:
@@ -57,6 +81,7 @@ class IndexEmitter:
         self.ranges: dict[str, tuple[Dim, Dim]] = {}
         self.lanes = 1
         self.vvar: str | None = None
+        self.mask: Val | None = None
 
     # -- index arithmetic ----------------------------------------------------------------------
     def index(self, d: Dim) -> Val:
@@ -149,14 +174,15 @@ class KernelCodegen(IndexEmitter):
     """Writes the LLVM function of one kernel; ``math_defs`` collects the vecmath functions
     (name, width) it calls."""
 
-    def __init__(self, kernel: Op, math_defs: set[tuple[str, int]]):
+    def __init__(self, kernel: Op, math_defs: set[tuple[str, int, bool]]):
         super().__init__(FunctionText(), f"k.{kernel.attributes['sym_name']}")
         self.kernel = kernel
         self.symbols = list(kernel.attributes.get("symbols", []))
         self.math_defs = math_defs
-        self.values: dict[int, Val] = {}
+        self.values: MutableMapping[Any, Any] = {}
         self.buffers: dict[int, _Buffer] = {}
-        self.loop_end = Val("0", "i64")
+        self.zero_bytes = 0  # the zero buffer (@nc_zeros) the guarded loads need
+        self.insts = [_Instance(self.vars, self.values)]
 
     # -- the function ------------------------------------------------------------------------
     def generate(self) -> str:
@@ -170,27 +196,90 @@ class KernelCodegen(IndexEmitter):
             t = a.type
             assert isinstance(t, MemRefType)
             strides = [self.index(product(list(t.shape[k + 1:]))) for k in range(t.rank)]
-            self.buffers[id(a)] = _Buffer(f"%b{i}", t.dtype, strides)
+            dims = [product(list(t.shape[k + 1:])) for k in range(t.rank)]
+            self.buffers[id(a)] = _Buffer(f"%b{i}", t.dtype, strides, dims)
         self.block(block)
         self.f.emit("ret void")
         body = "\n".join(self.f.lines)
         return (f"define internal void @\"{self.name}\"({', '.join(params)}) nounwind {{\n"
                 f"{body}\n}}\n")
 
+    # -- instances: the copies of a body that unroll-and-jam interleaves ---------------------
+    def activate(self, inst: _Instance) -> None:
+        self.vars, self.values, self.lanes, self.vvar, self.mask = (
+            inst.vars, inst.values, inst.lanes, inst.vvar, inst.mask)
+
+    def within(self, insts: list[_Instance], fn) -> None:
+        """Runs ``fn()`` with ``insts`` as the current instances, then restores them."""
+        saved = self.insts
+        self.insts = insts
+        self.activate(insts[0])
+        try:
+            fn()
+        finally:
+            self.insts = saved
+            self.activate(saved[0])
+
+    def spawn(self, parents: list[_Instance], var: str, base: Val, width: int,
+              copies: int, limit: Val | None = None) -> list[_Instance]:
+        """``copies`` children of each parent with ``var`` at ``base``, ``base + width``, ...
+        (a ``<width x i64>`` of consecutive values where ``width > 1``), in parent-major
+        order; each sees its parent's values. With ``limit`` the lanes at or past it are
+        masked off (a vector loop's last, partial step)."""
+        out = []
+        lanes_const = ", ".join(f"i64 {k}" for k in range(width))
+        starts = [base if u == 0 else Val(self.f.assign(f"add i64 {base.ref}, {u * width}"),
+                                          "i64") for u in range(copies)]
+        vecs = [Val(self.f.assign(f"add <{width} x i64> {self.f.splat(s, width).ref}, "
+                                  f"<{lanes_const}>", "lane"), "i64", width)
+                if width > 1 else s for s in starts]
+        masks = [self.icmp("slt", v, self.splat_to(limit, width)) if limit is not None
+                 else None for v in vecs]
+        for p in parents:
+            for u in range(copies):
+                vars = dict(p.vars)
+                vars[var] = vecs[u]
+                if width > 1:
+                    vars[f"{var}#0"] = starts[u]
+                out.append(_Instance(vars, ChainMap({}, p.values),
+                                     width if width > 1 else p.lanes,
+                                     var if width > 1 else p.vvar,
+                                     masks[u] if width > 1 else p.mask))
+        return out
+
+    def uniform(self, exprs: list[Dim]) -> bool:
+        """Whether ``exprs`` have one value in every current instance (a loop or reduction
+        in a jammed body is shared only then)."""
+        names = set().union(*(symbols(e) for e in exprs)) if exprs else set()
+        return all(len({i.vars[n].ref for i in self.insts if n in i.vars}) <= 1 for n in names)
+
+    def one_by_one(self, op: Op, emit) -> None:
+        for inst in self.insts:
+            self.within([inst], lambda: emit(op))
+
     def block(self, block: Block) -> None:
+        """Every op of ``block`` for every current instance, op by op (so the instances'
+        independent work interleaves); loops and reductions are shared by the instances."""
         for op in block.ops:
-            self.op(op)
+            n = op.name
+            if n == "loop.yield":
+                continue
+            if n == "loop.for":
+                self.loop(op)
+            elif n == "loop.reduce":
+                self.reduce(op)
+            else:
+                for inst in self.insts:
+                    self.activate(inst)
+                    self.op(op)
+        self.activate(self.insts[0])
 
     def op(self, op: Op) -> None:
         n = op.name
-        if n == "loop.for":
-            self.loop(op)
-        elif n == "loop.store":
+        if n == "loop.store":
             self.store(op)
         elif n == "loop.bind":
             self.bind(op)
-        elif n == "loop.yield":
-            pass
         else:
             self.values[id(op.results[0])] = self.scalar(op)
 
@@ -201,23 +290,62 @@ class KernelCodegen(IndexEmitter):
     def loop(self, op: Op) -> None:
         var = op.attributes["var"]
         lo, hi = dim(op.attributes["lower"]), dim(op.attributes["upper"])
+        if not self.uniform([lo, hi]):
+            self.one_by_one(op, self.loop)
+            return
         self.ranges[var] = (lo, hi - 1)
         width = int(op.attributes.get("vectorize") or 1)
+        jam = int(op.attributes.get("jam") or 1)
         lo_v, hi_v = self.index(lo), self.index(hi)
         body = op.regions[0].blocks[0]
-        if width > 1 and self.lanes == 1:
-            start = self.vector_loop(var, lo_v, hi_v, width, lambda: self.block(body))
-            self.counted_loop(var, start, hi_v, lambda: self.block(body))
-        else:
-            self.counted_loop(var, lo_v, hi_v, lambda: self.block(body))
-        self.vars.pop(var, None)
+        if not (width > 1 and all(i.lanes == 1 for i in self.insts)):
+            width = 1
+        start = lo_v
+        left = hi - lo if isinstance(hi - lo, int) else None  # a static trip count
+        steps = ([(jam, width)] if jam > 1 else []) + ([(1, width)] if width > 1 else []) \
+            + ([] if width > 1 else [(1, 1)])
+        for copies, lanes in steps:  # the main loop, then its remainders
+            if left is not None and left < copies * lanes:
+                continue  # not one whole step left: no loop
+            start = self.strided(var, start, hi_v, lanes, copies, body)
+            if left is not None:
+                left %= copies * lanes
+        if width > 1 and left != 0:  # the last partial vector, its lanes past the end masked
+            parents = self.insts
+            self.when(self.icmp("slt", start, hi_v), lambda: self.within(
+                self.spawn(parents, var, start, width, 1, hi_v), lambda: self.block(body)),
+                left is not None)
 
-    def counted_loop(self, var: str, lo: Val, hi: Val, body, step: int = 1,
-                     carried: list[Val] | None = None, update=None) -> list[Val]:
-        """``for var in [lo, hi) step`` (a step > 1 runs while a whole step fits): ``body()``
-        each iteration. ``carried`` values flow through the iterations: ``update(current)``
-        returns their next values. Returns the carried values at exit; ``self.loop_end`` is
-        the variable's value there (where a remainder loop starts)."""
+    def strided(self, var: str, lo: Val, hi: Val, width: int, copies: int,
+                body: Block) -> Val:
+        """``copies`` iterations of ``width`` lanes at a time while they fit, the body emitted
+        for every current instance and copy; returns where the iterations stopped."""
+        parents = self.insts
+
+        def step(iv: Val, _: list[Val]) -> list[Val]:
+            self.within(self.spawn(parents, var, iv, width, copies), lambda: self.block(body))
+            return []
+        return self.counted_loop(var, lo, hi, width * copies, [], step)[1]
+
+    def when(self, cond: Val, body, known: bool = False) -> None:
+        """``body()`` under ``if cond`` (unconditionally where ``known`` true)."""
+        if known:
+            body()
+            return
+        f = self.f
+        then, done = f.label("then"), f.label("endif")
+        f.emit(f"br i1 {cond.ref}, label %{then}, label %{done}")
+        f.start(then)
+        body()
+        f.branch(done)
+        f.start(done)
+
+    def counted_loop(self, var: str, lo: Val, hi: Val, step: int, carried: list[Val],
+                     body) -> tuple[list[Val], Val]:
+        """``for var in [lo, hi) step`` (a step > 1 runs while a whole step fits). ``carried``
+        values flow through the iterations: ``body(iv, current)`` emits an iteration and
+        returns their next values. Returns the values at exit and the variable's value there
+        (where a remainder loop starts)."""
         f = self.f
         pre = f.block
         head, loop_body, latch, done = (f.label(x) for x in ("for", "body", "latch", "done"))
@@ -226,7 +354,6 @@ class KernelCodegen(IndexEmitter):
         iv = f.fresh(var.replace(".", "_"))
         nxt = f.fresh("next")
         f.emit(f"{iv} = phi i64 [ {lo.ref}, %{pre} ], [ {nxt}, %{latch} ]")
-        carried = carried or []
         phi_at: list[int] = []
         cur: list[Val] = []
         for c in carried:
@@ -242,9 +369,7 @@ class KernelCodegen(IndexEmitter):
             f.emit(f"{cond} = icmp sle i64 {last}, {hi.ref}")
         f.emit(f"br i1 {cond}, label %{loop_body}, label %{done}")
         f.start(loop_body)
-        self.vars[var] = Val(iv, "i64")
-        body()
-        new = update(cur) if update is not None else []
+        new = body(Val(iv, "i64"), cur)
         for at, c, v in zip(phi_at, cur, new):
             if v.lanes != c.lanes or v.dtype != c.dtype:
                 raise CodegenError(f"{self.name}: a carried value changes type in a loop")
@@ -254,26 +379,7 @@ class KernelCodegen(IndexEmitter):
         f.emit(f"{nxt} = add i64 {iv}, {step}")
         f.branch(head)
         f.start(done)
-        self.loop_end = Val(iv, "i64")
-        return cur
-
-    def vector_loop(self, var: str, lo: Val, hi: Val, width: int, body) -> Val:
-        """Iterations ``lo, lo + W, ...`` while W of them fit, with ``var`` a vector inside;
-        returns where the scalar remainder starts."""
-        saved = (self.lanes, self.vvar)
-
-        def vbody() -> None:
-            scalar = self.vars[var]
-            self.lanes, self.vvar = width, var
-            lanes = ", ".join(f"i64 {k}" for k in range(width))
-            base = self.f.splat(scalar, width)
-            vec = self.f.assign(f"add <{width} x i64> {base.ref}, <{lanes}>", "lane")
-            self.vars[var] = Val(vec, "i64", width)
-            self.vars[f"{var}#0"] = scalar
-            body()
-            self.lanes, self.vvar = saved
-        self.counted_loop(var, lo, hi, vbody, step=width)
-        return self.loop_end
+        return cur, Val(iv, "i64")
 
     # -- memory -------------------------------------------------------------------------------
     def address(self, buf: _Buffer, texts: list[str], guard: Val | None) -> tuple[Val, bool]:
@@ -304,6 +410,9 @@ class KernelCodegen(IndexEmitter):
         return total if total is not None else Val("0", "i64")
 
     def load(self, op: Op) -> Val:
+        hoisted = self.hoisted_load(op)
+        if hoisted is not None:
+            return hoisted
         buf = self.buffers[id(op.operands[0])]
         t = llvm_type(buf.dtype)
         guard = self.conds(op.attributes["guard"]) if op.attributes.get("guard") else None
@@ -314,6 +423,8 @@ class KernelCodegen(IndexEmitter):
             ptr = self.f.assign(f"getelementptr {t}, ptr {buf.ptr}, i64 {off.ref}", "p")
             w = self.lanes
             vt = llvm_type(buf.dtype, w)
+            if self.mask is not None:
+                guard = self.mask if guard is None else self.logic("and", guard, self.mask)
             if guard is None:
                 ref = self.f.assign(f"load {vt}, ptr {ptr}, align {align}", "ld")
             else:
@@ -334,8 +445,8 @@ class KernelCodegen(IndexEmitter):
                                  "p")
             vt = llvm_type(buf.dtype, w)
             ref = self.f.assign(f"call {vt} @llvm.masked.gather.{_mangle(buf.dtype, w)}."
-                                f"v{w}p0(<{w} x ptr> {ptrs}, i32 {align}, <{w} x i1> "
-                                f"splat (i1 true), {vt} poison)", "ld")
+                                f"v{w}p0(<{w} x ptr> {ptrs}, i32 {align}, "
+                                f"{self.lane_mask(w)}, {vt} poison)", "ld")
             val = Val(ref, buf.dtype, w)
         if guard is not None:
             val = self.select(guard, val, other)
@@ -350,7 +461,12 @@ class KernelCodegen(IndexEmitter):
         if contiguous:
             value = self.splat_to(value, self.lanes)
             ptr = self.f.assign(f"getelementptr {t}, ptr {buf.ptr}, i64 {off.ref}", "p")
-            self.f.emit(f"store {value.ty} {value.ref}, ptr {ptr}, align {align}")
+            if self.mask is None:
+                self.f.emit(f"store {value.ty} {value.ref}, ptr {ptr}, align {align}")
+            else:
+                self.f.emit(f"call void @llvm.masked.store.{_mangle(buf.dtype, self.lanes)}.p0("
+                            f"{value.ty} {value.ref}, ptr {ptr}, i32 {align}, "
+                            f"{self.lane_mask(self.lanes)})")
         elif off.lanes == 1 and value.lanes == 1:
             ptr = self.f.assign(f"getelementptr {t}, ptr {buf.ptr}, i64 {off.ref}", "p")
             self.f.emit(f"store {t} {value.ref}, ptr {ptr}, align {align}")
@@ -361,7 +477,13 @@ class KernelCodegen(IndexEmitter):
                                  "p")
             self.f.emit(f"call void @llvm.masked.scatter.{_mangle(buf.dtype, w)}.v{w}p0("
                         f"{value.ty} {value.ref}, <{w} x ptr> {ptrs}, i32 {align}, "
-                        f"<{w} x i1> splat (i1 true))")
+                        f"{self.lane_mask(w)})")
+
+    def lane_mask(self, w: int) -> str:
+        """The typed mask operand of a masked vector access: the lanes in range."""
+        if self.mask is None:
+            return f"<{w} x i1> splat (i1 true)"
+        return f"{self.mask.ty} {self.mask.ref}"
 
     def conds(self, conds: list[list[str]]) -> Val:
         ok: Val | None = None
@@ -401,8 +523,6 @@ class KernelCodegen(IndexEmitter):
             return self.convert(self.index(dim(a["expr"])), dtype)
         if n == "loop.guard":
             return self.conds(a["conds"])
-        if n == "loop.reduce":
-            return self.reduce(op)
         args = [self.get(v) for v in op.operands]
         if n == "loop.unary":
             return self.unary(a["fn"], args[0], a.get("alpha"))
@@ -424,7 +544,8 @@ class KernelCodegen(IndexEmitter):
                 return self.intrinsic("maximum" if fn == "max" else "minimum", [a, b])
             if fn == "pow":
                 return self.intrinsic("pow", [a, b])
-            op = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}[fn]
+            op = {"add": "fadd contract", "sub": "fsub contract", "mul": "fmul contract",
+                  "div": "fdiv"}[fn]
         else:
             if fn in ("max", "min"):
                 return self.intrinsic("smax" if fn == "max" else "smin", [a, b])
@@ -476,8 +597,9 @@ class KernelCodegen(IndexEmitter):
     def prim(self, name: str, x: Val) -> Val:
         if name in _VECMATH:
             width = x.lanes
-            self.math_defs.add((name, width))
-            fname = vecmath.function_name(name, width)
+            inline = len(self.insts) == 1
+            self.math_defs.add((name, width, inline))
+            fname = vecmath.function_name(name, width, inline)
             ref = self.f.assign(f"call {x.ty} @{fname}({x.ty} {x.ref})")
             return Val(ref, x.dtype, width)
         if name == "neg":
@@ -486,69 +608,185 @@ class KernelCodegen(IndexEmitter):
         return self.intrinsic(intrinsic, [x])
 
     # -- reductions ------------------------------------------------------------------------------
-    def reduce(self, op: Op) -> Val:
+    def reduce(self, op: Op) -> None:
+        """One loop nest for the reduction of every current instance, each with its own
+        accumulator (a jammed matmul's tile of outputs shares the loads of one k)."""
         a = op.attributes
         kind = a["kind"]
         dtype = op.results[0].type.dtype
         names = list(a["vars"])
         los = [dim(t) for t in a["lower"]]
         his = [dim(t) for t in a["upper"]]
+        if not self.uniform(los + his):
+            self.one_by_one(op, self.reduce)
+            return
         for n, lo, hi in zip(names, los, his):
             self.ranges[n] = (lo, hi - 1)
         body = op.regions[0].blocks[0]
         term = body.terminator
         assert term is not None
+        parents = self.insts
         width = int(a.get("vectorize") or 1)
-        acc_lanes = self.lanes  # inside a vectorised loop the accumulator is per lane
-        init = self.splat_to(Val(literal(_IDENTITY[kind], dtype), dtype), acc_lanes)
+        vector = width > 1 and all(p.lanes == 1 for p in parents)
+        identity = Val(literal(_IDENTITY[kind], dtype), dtype)
 
-        def level(k: int, acc: Val) -> Val:
+        def terms(kids: list[_Instance], lanes: int) -> list[Val]:
+            self.within(kids, lambda: self.block(body))
+            return [self.splat_to(k.values[id(term.operands[0])], lanes) for k in kids]
+
+        def level(k: int, insts: list[_Instance], accs: list[Val]) -> list[Val]:
+            self.activate(insts[0])
             lo_v, hi_v = self.index(los[k]), self.index(his[k])
             innermost = k == len(names) - 1
+            if innermost:
+                self.hoist_guarded_loads(body, names[k], los[k], his[k], insts)
+            if innermost and vector:
+                extent = his[k] - los[k]
+                return self.reduce_vector_level(names[k], lo_v, hi_v, width, insts, accs,
+                                                kind, identity, terms,
+                                                extent if isinstance(extent, int) else None)
 
-            def update(cur: list[Val]) -> list[Val]:
-                if innermost:
-                    self.block(body)
-                    term_v = self.splat_to(self.get(term.operands[0]), cur[0].lanes)
-                    return [self.combine(kind, cur[0], term_v)]
-                return [level(k + 1, cur[0])]
+            def step(iv: Val, cur: list[Val]) -> list[Val]:
+                kids = self.spawn(insts, names[k], iv, 1, 1)
+                if not innermost:
+                    return level(k + 1, kids, cur)
+                return [self.combine(kind, c, t)
+                        for c, t in zip(cur, terms(kids, cur[0].lanes))]
+            return self.counted_loop(names[k], lo_v, hi_v, 1, accs, step)[0]
 
-            if innermost and width > 1 and self.lanes == 1:
-                vinit = self.splat_to(Val(literal(_IDENTITY[kind], dtype), dtype), width)
-                partial = self.reduce_vector_level(names[k], lo_v, hi_v, width, vinit, kind,
-                                                   body, term)
-                start = self.loop_end
-                whole = self.horizontal(kind, partial)
-                acc = self.combine(kind, acc, whole)
-                return self.counted_loop(names[k], start, hi_v, lambda: None, carried=[acc],
-                                         update=update)[0]
-            return self.counted_loop(names[k], lo_v, hi_v, lambda: None, carried=[acc],
-                                     update=update)[0]
+        saved = self.insts
+        self.insts = parents
+        results = level(0, parents, [self.splat_to(identity, p.lanes) for p in parents])
+        self.insts = saved
+        for p, r in zip(parents, results):
+            p.values[id(op.results[0])] = r
+        self.activate(self.insts[0])
 
-        result = level(0, init)
-        for n in names:
-            self.vars.pop(n, None)
-        return result
+    def reduce_vector_level(self, var: str, lo: Val, hi: Val, width: int,
+                            insts: list[_Instance], accs: list[Val], kind: str,
+                            identity: Val, terms, left: int | None) -> list[Val]:
+        """The vectorised innermost reduction level: W partial results per instance (and
+        ``UNROLL`` independent vector accumulators where a single instance would otherwise
+        wait on one FMA chain) while whole vectors fit, then one masked step whose lanes past
+        the end contribute the identity. ``left``: the static trip count, where known (steps
+        that would not run are not emitted)."""
+        copies = UNROLL if len(insts) == 1 else 1
+        if left is not None:
+            while copies > 1 and left < copies * width:
+                copies //= 2
+        videntity = self.splat_to(identity, width)
 
-    def reduce_vector_level(self, var: str, lo: Val, hi: Val, width: int, vinit: Val,
-                            kind: str, body: Block, term: Op) -> Val:
-        saved = (self.lanes, self.vvar)
+        def vstep(count: int, limit: Val | None = None):
+            def step(iv: Val, cur: list[Val]) -> list[Val]:
+                kids = self.spawn(insts, var, iv, width, count, limit)
+                ts = terms(kids, width)
+                if limit is not None:
+                    ts = [self.select(k.mask, t, videntity) for k, t in zip(kids, ts)]
+                return [self.combine(kind, c, t) for c, t in zip(cur, ts)]
+            return step
 
-        def update(cur: list[Val]) -> list[Val]:
-            scalar = self.vars[var]
-            self.lanes, self.vvar = width, var
-            lanes = ", ".join(f"i64 {k}" for k in range(width))
-            base = self.f.splat(scalar, width)
-            vec = self.f.assign(f"add <{width} x i64> {base.ref}, <{lanes}>", "lane")
-            self.vars[var] = Val(vec, "i64", width)
-            self.vars[f"{var}#0"] = scalar
-            self.block(body)
-            term_v = self.splat_to(self.get(term.operands[0]), width)
-            self.lanes, self.vvar = saved
-            return [self.combine(kind, cur[0], term_v)]
+        end = lo
+        partial = [videntity] * len(insts)
+        if left is None or left >= width:
+            partial, end = self.counted_loop(var, lo, hi, copies * width,
+                                             [videntity] * (len(insts) * copies),
+                                             vstep(copies))
+            if copies > 1:
+                groups = [partial[i * copies:(i + 1) * copies] for i in range(len(insts))]
+                for g in range(len(groups)):
+                    while len(groups[g]) > 1:
+                        groups[g] = [self.combine(kind, groups[g][j], groups[g][j + 1])
+                                     for j in range(0, len(groups[g]), 2)]
+                partial = [g[0] for g in groups]
+                if left is None or left % (copies * width) >= width:
+                    partial, end = self.counted_loop(var, end, hi, width, partial, vstep(1))
+        if left is None or left % width:
+            partial = vstep(1, hi)(end, partial)
+        return [self.combine(kind, acc, self.horizontal(kind, p))
+                for acc, p in zip(accs, partial)]
 
-        return self.counted_loop(var, lo, hi, lambda: None, step=width, carried=[vinit],
-                                 update=update)[0]
+    def hoist_guarded_loads(self, body: Block, var: str, lo: Dim, hi: Dim,
+                            insts: list[_Instance]) -> None:
+        """XNNPACK's zero buffer, for a padded convolution's input: a load whose guard does
+        not change along the innermost reduction variable (a tap's padding holds for a whole
+        run of input channels) gets its base pointer chosen once per instance before the
+        loop, the input's where the guard holds and a zero buffer's where it fails; inside,
+        it is a plain load at ``base + (var - lo) * stride``, with no select on its address or
+        value."""
+        extent = hi - lo
+        if not isinstance(extent, int) or extent < 1:
+            return
+        vvar = insts[0].vvar
+        for op in body.ops:
+            a = op.attributes
+            if op.name != "loop.load" or not a.get("guard") \
+                    or float(a.get("other", 0.0)) != 0.0:
+                continue
+            guard_names = set().union(*(symbols(dim(t)) for c in a["guard"] for t in c))
+            if var in guard_names or (vvar is not None and vvar in guard_names):
+                continue
+            buf = self.buffers[id(op.operands[0])]
+            off: Dim = 0
+            for t, stride in zip(a["index"], buf.stride_dims):
+                off = off + dim(t) * stride
+            if vvar is not None and vvar != var and vvar in symbols(off):
+                continue
+            steps = [subs(off, {var: lo + j}) for j in range(3)]
+            c1, c2 = steps[1] - steps[0], steps[2] - steps[1]
+            if not isinstance(c1, int) or c1 != c2 or c1 < 0:
+                continue
+            span = (c1 * (extent - 1) + 1) * ITEMSIZE[buf.dtype]
+            if span > ZERO_BYTES_MAX:
+                continue
+            self.zero_bytes = max(self.zero_bytes, span)
+            t = llvm_type(buf.dtype)
+            for inst in insts:
+                self.activate(inst)
+                saved = self.vars.get(var)
+                self.vars[var] = self.index(lo)
+                ok = self.conds(a["guard"])
+                start = self.linear(buf, [dim(x) for x in a["index"]])
+                if saved is None:
+                    del self.vars[var]
+                else:
+                    self.vars[var] = saved
+                real = self.f.assign(f"getelementptr {t}, ptr {buf.ptr}, i64 {start.ref}", "p")
+                base = self.f.assign(f"select i1 {ok.ref}, ptr {real}, ptr @nc_zeros", "base")
+                inst.values[("base", id(op))] = (base, c1, lo, var)
+            self.activate(insts[0])
+
+    def hoisted_load(self, op: Op) -> Val | None:
+        """A load whose base :meth:`hoist_guarded_loads` chose, or None."""
+        found = self.values.get(("base", id(op)))
+        if found is None:
+            return None
+        base, stride, lo, var = found
+        buf = self.buffers[id(op.operands[0])]
+        t, align = llvm_type(buf.dtype), ITEMSIZE[buf.dtype]
+        x = self.vars[var]
+        if x.lanes > 1 and stride == 1:  # contiguous lanes: one vector load
+            x = self.vars[f"{var}#0"]
+        delta = self.iarith("mul", self.iarith("sub", x, self.index(lo)),
+                            Val(str(stride), "i64"))
+        if delta.lanes == 1:
+            ptr = self.f.assign(f"getelementptr {t}, ptr {base}, i64 {delta.ref}", "p")
+            w = self.vars[var].lanes if stride == 1 else 1
+            if w == 1:
+                return Val(self.f.assign(f"load {t}, ptr {ptr}, align {align}", "ld"), buf.dtype)
+            vt = llvm_type(buf.dtype, w)
+            if self.mask is None:
+                return Val(self.f.assign(f"load {vt}, ptr {ptr}, align {align}", "ld"),
+                           buf.dtype, w)
+            return Val(self.f.assign(
+                f"call {vt} @llvm.masked.load.{_mangle(buf.dtype, w)}.p0(ptr {ptr}, "
+                f"i32 {align}, {self.lane_mask(w)}, {vt} zeroinitializer)", "ld"), buf.dtype, w)
+        w = delta.lanes
+        vt = llvm_type(buf.dtype, w)
+        ptrs = self.f.assign(f"getelementptr {t}, ptr {base}, <{w} x i64> {delta.ref}", "p")
+        return Val(self.f.assign(f"call {vt} @llvm.masked.gather.{_mangle(buf.dtype, w)}."
+                                 f"v{w}p0(<{w} x ptr> {ptrs}, i32 {align}, "
+                                 f"{self.lane_mask(w)}, {vt} zeroinitializer)", "ld"),
+                   buf.dtype, w)
 
     def combine(self, kind: str, acc: Val, x: Val) -> Val:
         if kind == "add":

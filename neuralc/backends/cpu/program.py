@@ -41,13 +41,21 @@ class Program:
     arena_bytes: Dim
     init_arena_bytes: Dim
     has_init: bool
+    profile_calls: list[str] | None = None
 
 
 def _host(func: Op, entry: str, symbol_order: list[str], weight_order: list[str],
-          n_in: int, n_out: int, n_init: int, kernels: dict[str, Op]) -> str:
-    """The LLVM function that runs ``func``'s calls in order."""
+          n_in: int, n_out: int, n_init: int, kernels: dict[str, Op],
+          same_as: dict[str, str], profile: list[str] | None = None) -> str:
+    """The LLVM function that runs ``func``'s calls in order (a kernel whose code is another's
+    calls that one: ``same_as``). With ``profile`` (a list to fill with the callee of each
+    call site) it takes one more argument, ``int64_t *ns``, and adds each call's wall time in
+    nanoseconds (``clock_gettime(CLOCK_MONOTONIC)``) to ``ns[site]``."""
     f = FunctionText()
     f.start("entry")
+    if profile is not None:
+        f.emit("%ts0 = alloca [2 x i64], align 8")
+        f.emit("%ts1 = alloca [2 x i64], align 8")
     body = func_body(func)
     args = body.args
     refs: dict[int, str] = {}
@@ -78,15 +86,38 @@ def _host(func: Op, entry: str, symbol_order: list[str], weight_order: list[str]
             refs[id(op.results[0])] = f.assign(
                 f"getelementptr i8, ptr {refs[id(op.operands[0])]}, i64 {off}", "view")
         elif op.name == "loop.call":
-            kernel = kernels[op.attributes["callee"]]
+            callee = str(op.attributes["callee"])
+            kernel = kernels[callee]
             ptrs = [f"ptr {refs[id(v)]}" for v in op.operands]
             syms = [f"i64 {index_text.value(dim(s))}" for s in kernel.attributes["symbols"]]
-            f.emit(f"call void @\"k.{op.attributes['callee']}\"({', '.join(ptrs + syms)})")
+            call = f"call void @\"k.{same_as.get(callee, callee)}\"({', '.join(ptrs + syms)})"
+            if profile is None:
+                f.emit(call)
+            else:
+                _timed(f, call, len(profile))
+                profile.append(callee)
         elif op.name == "func.return":
             f.emit("ret void")
         else:
             raise CodegenError(f"{op.name} in a host program")
     return f"define void @{entry}({params}) nounwind {{\n" + "\n".join(f.lines) + "\n}\n"
+
+
+def _timed(f: FunctionText, call: str, site: int) -> None:
+    """``call`` between two clock readings, its nanoseconds added to ``%ns[site]``."""
+    f.emit("call i32 @clock_gettime(i32 1, ptr %ts0)")
+    f.emit(call)
+    f.emit("call i32 @clock_gettime(i32 1, ptr %ts1)")
+    stamps = []
+    for ts in ("%ts0", "%ts1"):
+        sec = f.assign(f"load i64, ptr {ts}, align 8", "sec")
+        p = f.assign(f"getelementptr i64, ptr {ts}, i64 1", "nsp")
+        nsec = f.assign(f"load i64, ptr {p}, align 8", "nsec")
+        stamps.append(f.assign(f"add i64 {f.assign(f'mul i64 {sec}, 1000000000')}, {nsec}"))
+    dt = f.assign(f"sub i64 {stamps[1]}, {stamps[0]}", "dt")
+    slot = f.assign(f"getelementptr i64, ptr %ns, i64 {site}", "slot")
+    old = f.assign(f"load i64, ptr {slot}, align 8")
+    f.emit(f"store i64 {f.assign(f'add i64 {old}, {dt}')}, ptr {slot}, align 8")
 
 
 class _IndexText:
@@ -108,8 +139,35 @@ def _weights(module: Module) -> dict[str, MemRefType]:
     return types
 
 
-def generate(module: Module, network: str | None = None) -> Program:
-    """The LLVM IR of a loop module (``lower-to-loops``, then ``schedule``)."""
+def _kernel_functions(kernels: dict[str, Op],
+                      math_defs: set[tuple[str, int, bool]]) -> tuple[list[str], dict[str, str]]:
+    """Each kernel's LLVM function, once per distinct code: a network's repeated blocks (the
+    same layer on the same shapes) compile once, and the kernels whose code an earlier one
+    already has are mapped to it."""
+    parts: list[str] = []
+    first: dict[str, str] = {}
+    same_as: dict[str, str] = {}
+    zero_bytes = 0
+    for name, k in kernels.items():
+        cg = KernelCodegen(k, math_defs)
+        text = cg.generate()
+        zero_bytes = max(zero_bytes, cg.zero_bytes)
+        key = text.replace(f'@"k.{name}"', "@KERNEL", 1)
+        if key in first:
+            same_as[name] = first[key]
+            continue
+        first[key] = name
+        parts.append(text)
+    if zero_bytes:  # what a guarded load reads where its guard fails (kernel_codegen)
+        parts.append(f"@nc_zeros = internal constant [{zero_bytes} x i8] zeroinitializer, "
+                     f"align 64\n")
+    return parts, same_as
+
+
+def generate(module: Module, network: str | None = None, profile: bool = False) -> Program:
+    """The LLVM IR of a loop module (``lower-to-loops``, then ``schedule``). ``profile`` adds
+    ``nc_run_profiled(..., int64_t *ns)``: ``nc_run`` timing each kernel call (the callee of
+    each site in :attr:`Program.profile_calls`)."""
     kernels = {str(op.attributes["sym_name"]): op for op in module.body.ops
                if op.name == "loop.kernel"}
     nets = [f for f in module.networks if network is None or
@@ -118,8 +176,8 @@ def generate(module: Module, network: str | None = None) -> Program:
         raise CodegenError("name the network to compile")
     net = nets[0]
     init = module.init_func(net)
-    math_defs: set[tuple[str, int]] = set()
-    parts = [KernelCodegen(k, math_defs).generate() for k in kernels.values()]
+    math_defs: set[tuple[str, int, bool]] = set()
+    parts, same_as = _kernel_functions(kernels, math_defs)
     n_in, n_out = int(net.attributes["num_inputs"]), int(net.attributes["num_outputs"])
     n_init = int(net.attributes.get("init_args", 0))
     args = func_body(net).args
@@ -136,12 +194,20 @@ def generate(module: Module, network: str | None = None) -> Program:
     weight_types = _weights(module)
     weight_order = list(weight_types)
     parts.append(_host(net, "nc_run", symbol_order, weight_order, n_in, n_out, n_init,
-                       kernels))
+                       kernels, same_as))
+    sites: list[str] | None = None
+    if profile:
+        sites = []
+        timed = _host(net, "nc_run", symbol_order, weight_order, n_in, n_out, n_init, kernels,
+                      same_as, sites)
+        parts.append(timed.replace("define void @nc_run(", "define void @nc_run_profiled(", 1)
+                     .replace("ptr %sizes)", "ptr %sizes, ptr %ns)", 1))
+        parts.append("declare i32 @clock_gettime(i32, ptr)\n")
     if init is not None:
         parts.append(_host(init, "nc_init", [], weight_order, 0,
-                           int(init.attributes["num_outputs"]), 0, kernels))
-    for name, width in sorted(math_defs):
-        parts.append(vecmath.define(name, width))
+                           int(init.attributes["num_outputs"]), 0, kernels, same_as))
+    for name, width, inline in sorted(math_defs):
+        parts.append(vecmath.define(name, width, inline))
     return Program(
         llvm_ir="\n".join(parts),
         network=str(net.attributes["sym_name"]),
@@ -154,4 +220,5 @@ def generate(module: Module, network: str | None = None) -> Program:
         arena_bytes=dim(str(net.attributes.get("arena_bytes", "0"))),
         init_arena_bytes=dim(str(init.attributes.get("arena_bytes", "0"))) if init else 0,
         has_init=init is not None,
+        profile_calls=sites,
     )

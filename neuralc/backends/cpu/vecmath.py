@@ -10,7 +10,8 @@ enough bits that their products with the reduction integer are exact.
 
 ``define(name, width)`` returns one self-contained definition ``@nc_<name>_v<N>f32`` (``f32``
 for width 1): ``internal``, ``alwaysinline`` and ``memory(none)``, so it inlines into its caller
-and disappears when unused. Intrinsics are not declared: LLVM (17+) declares them implicitly, so
+and disappears when unused (``inline=False``: ``@..._call``, ``noinline``, for callers that
+would otherwise inline many copies). Intrinsics are not declared: LLVM (17+) declares them implicitly, so
 several definitions concatenate into one module without duplicate declarations. Functions are
 generated whole (``tanh`` contains its own ``exp``), so no definition depends on another.
 
@@ -442,7 +443,7 @@ _GENERATORS: dict[str, Callable[[_Builder, str], str]] = {
 
 NAMES: tuple[str, ...] = tuple(_GENERATORS)
 
-_ATTRS = "alwaysinline nounwind willreturn nosync nofree norecurse memory(none)"
+_ATTRS = "nounwind willreturn nosync nofree norecurse memory(none)"
 
 
 def _check(name: str, width: int) -> None:
@@ -452,10 +453,12 @@ def _check(name: str, width: int) -> None:
         raise ValueError(f"vector width must be one of {WIDTHS}, got {width}")
 
 
-def function_name(name: str, width: int) -> str:
-    """The symbol ``define`` gives ``name`` at ``width``: ``nc_exp_v16f32``, ``nc_exp_f32``."""
+def function_name(name: str, width: int, inline: bool = True) -> str:
+    """The symbol ``define`` gives ``name`` at ``width``: ``nc_exp_v16f32``, ``nc_exp_f32``
+    (``nc_exp_v16f32_call``: the copy that is never inlined)."""
     _check(name, width)
-    return f"nc_{name}_f32" if width == 1 else f"nc_{name}_v{width}f32"
+    base = f"nc_{name}_f32" if width == 1 else f"nc_{name}_v{width}f32"
+    return base if inline else f"{base}_call"
 
 
 def describe(name: str) -> str:
@@ -464,20 +467,24 @@ def describe(name: str) -> str:
     return " ".join((_GENERATORS[name].__doc__ or "").split())
 
 
-def define(name: str, width: int) -> str:
+def define(name: str, width: int, inline: bool = True) -> str:
     """The LLVM IR text of ``@nc_<name>_...`` taking and returning ``width`` float lanes.
 
-    Self-contained (no calls but intrinsics), ``internal`` and ``alwaysinline``: paste it into
-    any module that calls it. The first comment line states the error bound.
+    Self-contained (no calls but intrinsics) and ``internal``: paste it into any module that
+    calls it. ``alwaysinline`` (a hot elementwise loop keeps its registers), or with
+    ``inline=False`` ``noinline``: an unrolled-and-jammed epilogue calls it once per copy,
+    and inlining each would multiply the code (and the compile time) by the copies. The first
+    comment line states the error bound.
     """
     _check(name, width)
     b = _Builder(width)
     result = _GENERATORS[name](b, "%x")
-    sym = function_name(name, width)
+    sym = function_name(name, width, inline)
     summary = describe(name).split(". Why:")[0]
     body = "\n".join(b.lines)
     return (
         f"; {sym}: {summary}\n"
-        f"define internal {b.f} @{sym}({b.f} %x) {_ATTRS} {{\n"
+        f"define internal {b.f} @{sym}({b.f} %x) "
+        f"{'alwaysinline' if inline else 'noinline'} {_ATTRS} {{\n"
         f"entry:\n{body}\n  ret {b.f} {result}\n}}\n"
     )

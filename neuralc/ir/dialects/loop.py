@@ -9,8 +9,10 @@ transposes, slices, pads, broadcasts and reshapes are index arithmetic, not copi
 
 - ``loop.for {var, lower, upper, kind}``: a loop; ``kind`` "parallel" (iterations are
   independent) or "serial" (in order: a recurrence's time steps). Schedule attributes
-  (``vectorize``, ``unroll``, ``parallel_threads``) are set by the ``schedule`` pass and read
-  by code generators; the interpreter ignores them.
+  (``vectorize = W``: W iterations in vector lanes; ``jam = J``: J iterations at once, their
+  bodies interleaved and their nested loops and reductions shared, i.e. unroll-and-jam, for
+  parallel loops only; ``parallel_threads``) are set by the ``schedule`` pass and read by code
+  generators; the interpreter ignores them.
 - ``loop.reduce {kind, vars, lower, upper}``: a scalar reduction (add, max, min, mul) over
   its own variables; the body yields the value combined at each point. ``contraction``
   marks a matmul or convolution's multiply-accumulate so a code generator can pick a
@@ -191,7 +193,7 @@ class ForOp(LoopOp):
     kind = attribute(StrAttr(("parallel", "serial")), default="parallel")
     # schedule (read by code generators; the interpreter ignores them)
     vectorize = opt_attribute(POSITIVE)
-    unroll = opt_attribute(POSITIVE)
+    jam = opt_attribute(POSITIVE)
     parallel_threads = opt_attribute(BOOL)
     pure = False
 
@@ -205,6 +207,8 @@ class ForOp(LoopOp):
         _, errs = index_problems([self.lower, self.upper], "bound")
         if len(self.regions[0].blocks) != 1:
             errs.append("needs exactly one block")
+        if self.jam is not None and self.kind != "parallel":
+            errs.append("only a parallel loop can be unrolled and jammed")
         return errs
 
 

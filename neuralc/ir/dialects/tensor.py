@@ -565,6 +565,9 @@ class ConvOp(TensorOp):
     ``padding`` is "valid", "same" (Keras's split, resolved from the concrete size) or explicit
     ``[[lo, hi], ...]`` per spatial axis. ``layout`` is "nhwc" (channels-last, the default when
     absent) or "nchw" (channels-first, chosen by the ``layout`` pass for targets that want it).
+    ``weight_layout`` is "oihw" (PyTorch's (out, in/groups, *k), the default) or "hwio"
+    ((*k, in/groups, out): output channels contiguous, as a CPU kernel vectorised over them
+    wants; ``pack-weights`` chooses it and the transpose runs once, at load time).
     """
 
     name = "tensor.conv"
@@ -576,11 +579,23 @@ class ConvOp(TensorOp):
     groups = attribute(POSITIVE)
     padding = attribute(PADDING)
     layout = attribute(StrAttr(("nhwc", "nchw")), default="nhwc")
+    weight_layout = attribute(StrAttr(("oihw", "hwio")), default="oihw")
     FUSION = "output_fusible"
     PRECISION = "low"
 
+    def oihw(self, w: Any) -> Any:
+        """The weight's shape (or index) in PyTorch's order, whatever its layout."""
+        w = tuple(w)
+        if self.weight_layout == "hwio":
+            return (w[-1], w[-2], *w[:-2])
+        return w
+
+    def weight_index(self, o: Dim, c: Dim, taps: list[Dim]) -> list[Dim]:
+        """Where weight element (o, c, *taps) is in the weight's layout."""
+        return [*taps, c, o] if self.weight_layout == "hwio" else [o, c, *taps]
+
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
-        x, w = ranked(self, 0), ranked(self, 1)
+        x, w = ranked(self, 0), self.oihw(ranked(self, 1))
         first = self.layout == "nchw"
         if first:
             x = (x[0], *x[2:], x[1])
@@ -604,7 +619,7 @@ class ConvOp(TensorOp):
         return [self.input.type.with_shape(out)]
 
     def element(self, b: ElementBuilder, index: list[Dim]) -> Node:
-        x_shape, w_shape = ranked(self, 0), ranked(self, 1)
+        x_shape, w_shape = ranked(self, 0), self.oihw(ranked(self, 1))
         first = self.layout == "nchw"
         if first:  # view both as channels-last
             x_shape = (x_shape[0], *x_shape[2:], x_shape[1])
@@ -631,7 +646,7 @@ class ConvOp(TensorOp):
                              and self.padding != "same")]
             x = b.operand_guarded(self, 0, x_idx, conds, 0.0) if conds else \
                 b.operand(self, 0, x_idx)
-            w = b.operand(self, 1, [o, c, *ts])
+            w = b.operand(self, 1, self.weight_index(o, c, list(ts)))
             return b.binary("mul", b.cast(x, "f32"), b.cast(w, "f32"))
 
         total = b.reduce("add", [(0, cin)] + [(0, k) for k in taps], term, contraction=True,
@@ -640,6 +655,9 @@ class ConvOp(TensorOp):
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x, w = args
+        if self.weight_layout == "hwio":
+            nd = w.ndim - 2
+            w = np.transpose(w, (nd + 1, nd, *range(nd)))
         if self.layout == "nchw":
             y = self._channels_last(np.moveaxis(x, 1, -1), w)
             return [np.ascontiguousarray(np.moveaxis(y, -1, 1))]

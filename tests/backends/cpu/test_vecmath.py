@@ -281,6 +281,8 @@ def test_names_and_symbols() -> None:
     text = vecmath.define("tanh", 8)
     assert "define internal <8 x float> @nc_tanh_v8f32(<8 x float> %x)" in text
     assert "alwaysinline" in text and "memory(none)" in text
+    outlined = vecmath.define("tanh", 8, inline=False)
+    assert "define internal <8 x float> @nc_tanh_v8f32_call(<8 x float> %x) noinline" in outlined
     with pytest.raises(ValueError, match="width"):
         vecmath.define("exp", 3)
     with pytest.raises(ValueError, match="no vector math function"):
