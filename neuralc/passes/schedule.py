@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from neuralc.ir.core import Module, Op, Rewriter
 from neuralc.ir.dialects.loop import dim
-from neuralc.ir.dims import sym, symbols
+from neuralc.ir.dims import evaluate, sym, symbols
 from neuralc.ir.types import MemRefType, ScalarType
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
@@ -106,7 +106,11 @@ def _top_reduces(scope: Op) -> list[Op]:
     return out
 
 
-def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter) -> None:
+def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter,
+                    nominal: dict[str, int] | None = None) -> None:
+    """Vector lanes, register tiles and the thread split of one kernel; ``nominal``: the
+    sizes the cost estimates assume for the model's symbols."""
+    nominal = nominal or {}
     fors = _innermost_fors(kernel)
     inner = {id(f) for f in fors}
     for f in fors:
@@ -130,6 +134,7 @@ def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter) -> None:
     for r in [o for o in kernel.walk() if o.name == "loop.reduce"]:
         if not r.attributes.get("vectorize"):
             _order_reduction(r, rewriter)
+    _split(kernel, nominal, rewriter)
 
 
 def _ancestors(op: Op, stop: Op) -> list[Op]:
@@ -192,6 +197,66 @@ def _order_reduction(r: Op, rewriter: Rewriter) -> None:
             rewriter.set_attr(r, key, [values[i] for i in order])
 
 
+GUESS_EXTENT = 16  # a loop extent the cost estimate cannot evaluate
+
+
+def _extent(lo: str, hi: str, nominal: dict[str, int]) -> int:
+    d = dim(hi) - dim(lo)
+    if isinstance(d, int):
+        return max(d, 0)
+    if symbols(d) <= set(nominal):
+        return max(int(evaluate(d, nominal)), 0)
+    return GUESS_EXTENT
+
+
+def _work(block_ops: list[Op], nominal: dict[str, int]) -> int:
+    """Element operations of one run of a block (the cost model's unit)."""
+    total = 0
+    for o in block_ops:
+        a = o.attributes
+        if o.name == "loop.for":
+            total += _extent(a["lower"], a["upper"], nominal) * _work(
+                o.regions[0].blocks[0].ops, nominal)
+        elif o.name == "loop.reduce":
+            n = 1
+            for lo, hi in zip(a["lower"], a["upper"]):
+                n *= _extent(lo, hi, nominal)
+            total += n * _work(o.regions[0].blocks[0].ops, nominal) + 1
+        elif o.name != "loop.yield":
+            total += 1
+    return total
+
+
+def _split(kernel: Op, nominal: dict[str, int], rewriter: Rewriter) -> None:
+    """The loop the kernel's work is split on across threads: in the band of perfectly
+    nested parallel loops at its top (bounds on sizes only), the outermost one with at least
+    ``SPLIT_STEPS`` tiles at the nominal sizes, else the one with the most (two at least).
+    A symbolic batch loop (nominal 1) thus leaves the split to a static loop inside it, which
+    has the same tiles at every batch size. Recurrences (serial loops) are never split."""
+    ops = [o for o in kernel.regions[0].blocks[0].ops if o.name != "loop.yield"]
+    sizes = set(kernel.attributes.get("symbols") or [])
+    best: tuple[int, Op] | None = None
+    while len(ops) == 1 and ops[0].name == "loop.for" \
+            and ops[0].attributes.get("kind") == "parallel":
+        loop = ops[0]
+        a = loop.attributes
+        bounds_ok = (symbols(dim(a["lower"])) | symbols(dim(a["upper"]))) <= sizes
+        step = int(a.get("jam") or 1) * int(a.get("vectorize") or 1)
+        tiles = -(-_extent(a["lower"], a["upper"], nominal) // step)
+        if bounds_ok and tiles >= 2 and (best is None or tiles > best[0]):
+            best = (tiles, loop)
+            if tiles >= SPLIT_STEPS:
+                break
+        ops = [o for o in loop.regions[0].blocks[0].ops if o.name != "loop.yield"]
+    if best is not None:
+        loop = best[1]
+        work = _work(loop.regions[0].blocks[0].ops, nominal)
+        rewriter.set_attr(loop, "split_work", max(1, work))
+
+
+SPLIT_STEPS = 4
+
+
 def _static_extent(op: Op) -> int | None:
     extent = dim(op.attributes["upper"]) - dim(op.attributes["lower"])
     return extent if isinstance(extent, int) else None
@@ -242,6 +307,8 @@ class SchedulePass(Pass):
         if self.vector_bits <= 0:
             return
         rewriter = Rewriter()
+        nominal = {str(k): int(v) for k, v in
+                   dict(module.attributes.get("dim_nominal") or {}).items()}
         for op in module.body.ops:
             if op.name == "loop.kernel":
-                schedule_kernel(op, self.vector_bits, rewriter)
+                schedule_kernel(op, self.vector_bits, rewriter, nominal)

@@ -43,7 +43,7 @@ def compile_for_cpu(model: CompiledModel, level: int = 2, precision: str = "fp32
     loops = tensor.clone()
     PassManager(parse_pipeline(",".join(loop_passes(spec.vector_bits)))).run(loops)
     t2 = time.perf_counter()
-    program = generate(loops)
+    program = generate(loops, arch=spec.arch)
     t3 = time.perf_counter()
     return CpuCompilation(tensor, loops, program, spec,
                           {"tensor": t1 - t0, "loops": t2 - t1, "llvm-ir": t3 - t2})

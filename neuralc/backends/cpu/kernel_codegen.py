@@ -191,6 +191,8 @@ class KernelCodegen(IndexEmitter):
         for s in self.symbols:
             params.append(f"i64 %s.{s}")
             self.vars[s] = Val(f"%s.{s}", "i64")
+        if split_loop(self.kernel) is not None:  # the iterations of it this call runs
+            params += ["i64 %par.lo", "i64 %par.hi"]
         self.f.start("entry")
         for i, a in enumerate(block.args):
             t = a.type
@@ -300,8 +302,12 @@ class KernelCodegen(IndexEmitter):
         body = op.regions[0].blocks[0]
         if not (width > 1 and all(i.lanes == 1 for i in self.insts)):
             width = 1
-        start = lo_v
         left = hi - lo if isinstance(hi - lo, int) else None  # a static trip count
+        if op.attributes.get("split_work"):  # a thread's share: [par.lo, par.hi)
+            lo_v = self.intrinsic("smax", [lo_v, Val("%par.lo", "i64")])
+            hi_v = self.intrinsic("smin", [hi_v, Val("%par.hi", "i64")])
+            left = None
+        start = lo_v
         steps = ([(jam, width)] if jam > 1 else []) + ([(1, width)] if width > 1 else []) \
             + ([] if width > 1 else [(1, 1)])
         for copies, lanes in steps:  # the main loop, then its remainders
@@ -807,6 +813,12 @@ class KernelCodegen(IndexEmitter):
             fn = "fmaximum" if kind == "max" else "fminimum"
             ref = self.f.assign(f"call {t} @llvm.vector.reduce.{fn}.{suffix}({v.ty} {v.ref})")
         return Val(ref, v.dtype)
+
+
+def split_loop(kernel: Op) -> Op | None:
+    """The loop of ``kernel`` the schedule split across threads (``split_work``), if any."""
+    return next((o for o in kernel.walk() if o.name == "loop.for"
+                 and o.attributes.get("split_work")), None)
 
 
 def _mangle(dtype: str, lanes: int) -> str:

@@ -40,7 +40,7 @@ def kernel_profile(exe: CpuExecutable, inputs: list[np.ndarray],
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
     comp = exe.compilation
-    program = generate(comp.loops, exe.program.network, profile=True)
+    program = generate(comp.loops, exe.program.network, profile=True, arch=comp.spec.arch)
     sites = program.profile_calls or []
     jit = JitModule(program.llvm_ir, comp.spec)
     table = ctypes.POINTER(_P)

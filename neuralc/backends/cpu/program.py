@@ -18,7 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from neuralc.backends.cpu import vecmath
-from neuralc.backends.cpu.kernel_codegen import CodegenError, IndexEmitter, KernelCodegen
+from neuralc.backends.cpu.kernel_codegen import (
+    CodegenError,
+    IndexEmitter,
+    KernelCodegen,
+    split_loop,
+)
+from neuralc.backends.cpu.threads import pool_ir
 from neuralc.backends.cpu.llvm_text import FunctionText, Val
 from neuralc.ir.core import Module, Op, func_body
 from neuralc.ir.dialects.loop import dim
@@ -53,6 +59,10 @@ def _host(func: Op, entry: str, symbol_order: list[str], weight_order: list[str]
     nanoseconds (``clock_gettime(CLOCK_MONOTONIC)``) to ``ns[site]``."""
     f = FunctionText()
     f.start("entry")
+    slots = max((len(k.regions[0].blocks[0].args) + len(k.attributes["symbols"])
+                 for k in kernels.values() if split_loop(k) is not None), default=0)
+    if slots:  # a split kernel's arguments, for its task (one buffer, reused by every call)
+        f.emit(f"%args = alloca [{slots} x i64], align 8")
     if profile is not None:
         f.emit("%ts0 = alloca [2 x i64], align 8")
         f.emit("%ts1 = alloca [2 x i64], align 8")
@@ -90,7 +100,12 @@ def _host(func: Op, entry: str, symbol_order: list[str], weight_order: list[str]
             kernel = kernels[callee]
             ptrs = [f"ptr {refs[id(v)]}" for v in op.operands]
             syms = [f"i64 {index_text.value(dim(s))}" for s in kernel.attributes["symbols"]]
-            call = f"call void @\"k.{same_as.get(callee, callee)}\"({', '.join(ptrs + syms)})"
+            name = same_as.get(callee, callee)
+            split = split_loop(kernel)
+            if split is None:
+                call = f"call void @\"k.{name}\"({', '.join(ptrs + syms)})"
+            else:
+                call = _parallel_call(f, name, split, ptrs + syms, index_text)
             if profile is None:
                 f.emit(call)
             else:
@@ -101,6 +116,38 @@ def _host(func: Op, entry: str, symbol_order: list[str], weight_order: list[str]
         else:
             raise CodegenError(f"{op.name} in a host program")
     return f"define void @{entry}({params}) nounwind {{\n" + "\n".join(f.lines) + "\n}\n"
+
+
+def _parallel_call(f: FunctionText, name: str, split: Op, args: list[str],
+                   index_text: _IndexText) -> str:
+    """The call of a split kernel: its arguments stored in ``%args`` for its task
+    (``@t.<name>``), and ``nc_parallel`` over the split loop's range in steps of its tile."""
+    for k, a in enumerate(args):
+        slot = f.assign(f"getelementptr i64, ptr %args, i64 {k}", "slot")
+        f.emit(f"store {a}, ptr {slot}, align 8")
+    a = split.attributes
+    lo, hi = index_text.value(dim(a["lower"])), index_text.value(dim(a["upper"]))
+    step = int(a.get("jam") or 1) * int(a.get("vectorize") or 1)
+    return (f"call void @nc_parallel(ptr @\"t.{name}\", ptr %args, i64 {lo}, i64 {hi}, "
+            f"i64 {step}, i64 {int(a['split_work'])})")
+
+
+def _task(name: str, kernel: Op) -> str:
+    """``@t.<name>(args, lo, hi)``: the kernel on the arguments ``%args`` holds, for the
+    iterations ``[lo, hi)`` of its split loop (what a pool thread runs)."""
+    f = FunctionText()
+    f.start("entry")
+    n_buf = len(kernel.regions[0].blocks[0].args)
+    n_sym = len(kernel.attributes["symbols"])
+    args = []
+    for k in range(n_buf + n_sym):
+        slot = f.assign(f"getelementptr i64, ptr %a, i64 {k}", "slot")
+        ty = "ptr" if k < n_buf else "i64"
+        args.append(f"{ty} {f.assign(f'load {ty}, ptr {slot}, align 8', 'arg')}")
+    f.emit(f"call void @\"k.{name}\"({', '.join(args + ['i64 %lo', 'i64 %hi'])})")
+    f.emit("ret void")
+    return (f"define internal void @\"t.{name}\"(ptr %a, i64 %lo, i64 %hi) nounwind {{\n"
+            + "\n".join(f.lines) + "\n}\n")
 
 
 def _timed(f: FunctionText, call: str, site: int) -> None:
@@ -158,13 +205,16 @@ def _kernel_functions(kernels: dict[str, Op],
             continue
         first[key] = name
         parts.append(text)
+        if split_loop(k) is not None:
+            parts.append(_task(name, k))
     if zero_bytes:  # what a guarded load reads where its guard fails (kernel_codegen)
         parts.append(f"@nc_zeros = internal constant [{zero_bytes} x i8] zeroinitializer, "
                      f"align 64\n")
     return parts, same_as
 
 
-def generate(module: Module, network: str | None = None, profile: bool = False) -> Program:
+def generate(module: Module, network: str | None = None, profile: bool = False,
+             arch: str = "x86_64") -> Program:
     """The LLVM IR of a loop module (``lower-to-loops``, then ``schedule``). ``profile`` adds
     ``nc_run_profiled(..., int64_t *ns)``: ``nc_run`` timing each kernel call (the callee of
     each site in :attr:`Program.profile_calls`)."""
@@ -206,6 +256,8 @@ def generate(module: Module, network: str | None = None, profile: bool = False) 
     if init is not None:
         parts.append(_host(init, "nc_init", [], weight_order, 0,
                            int(init.attributes["num_outputs"]), 0, kernels, same_as))
+    if any(split_loop(k) is not None for k in kernels.values()):
+        parts.append(pool_ir(arch))
     for name, width, inline in sorted(math_defs):
         parts.append(vecmath.define(name, width, inline))
     return Program(

@@ -7,12 +7,18 @@ first (shapes, dtypes, ``dims`` ranges and steps, sizes each layer can take, tok
 the same checks and messages as every target), so no input can make the generated code read
 or write outside its buffers; then it passes pointers to the inputs, fresh outputs, the init
 buffers, the weights, the arena and the sizes to ``nc_run``. ctypes releases the GIL for the
-call.
+call; a lock keeps one inference at a time per executable (they share the arena and the
+thread pool). Kernels the schedule split run on the generated code's own thread pool
+(:mod:`neuralc.backends.cpu.threads`), started here with ``threads - 1`` workers (default: the
+CPUs this process may use) and stopped when the executable is closed or collected.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -95,8 +101,9 @@ class CpuExecutable(Executable):
 
     def __init__(self, compilation: CpuCompilation, model: CompiledModel,
                  weights: Mapping[str, np.ndarray], use_cache: bool = True,
-                 check_bounds: bool = False):
+                 check_bounds: bool = False, threads: int | None = None):
         program = compilation.program
+        self._lock = threading.Lock()  # one inference at a time: one arena, one pool
         self.guard = _Guarded() if check_bounds else None
         self.compilation = compilation
         self.program = program
@@ -132,6 +139,20 @@ class CpuExecutable(Executable):
         self._weights_ptr = ctypes.cast(self._weights, _P)
         self._plans: dict[tuple, tuple] = {}
         self._token_limits = _token_limits(self.func)
+        self.threads = 1
+        if "nc_pool_start" in program.llvm_ir:
+            want = default_threads() if threads is None else max(int(threads), 1)
+            start = self.jit.function("nc_pool_start", ctypes.c_int32, ctypes.c_int32)
+            self.threads = 1 + int(start(want - 1))
+            stop = self.jit.function("nc_pool_stop", None)
+            # Workers run this module's code: stop them before it can be unloaded.
+            self._finalizer = weakref.finalize(self, _stop_pool, stop, self.jit)
+
+    def close(self) -> None:
+        """Stops the worker threads (also done when the executable is collected)."""
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
 
     def _buffer(self, what: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
         a = np.zeros(shape, np_dtype(dtype))
@@ -150,10 +171,11 @@ class CpuExecutable(Executable):
             ins = [self.guard.wrap(f"input {k}", a) for k, a in enumerate(ins)]
             outs = [self.guard.wrap(f"output {k}", a) for k, a in enumerate(outs)]
             self._arena = self.guard.wrap("the arena", np.zeros(max(need, 1), np.uint8))
-        elif need > self._arena.size:
-            self._arena = aligned_bytes(need)
-        self._run(_table(ins), _table(outs), self._init_ptr, self._weights_ptr,
-                  _address(self._arena), _address(sizes))
+        with self._lock:
+            if need > self._arena.size and self.guard is None:
+                self._arena = aligned_bytes(need)
+            self._run(_table(ins), _table(outs), self._init_ptr, self._weights_ptr,
+                      _address(self._arena), _address(sizes))
         if self.guard is not None:
             self.guard.check()
             self.guard.raws = self.guard.raws[:len(self.weights) + len(self.init_buffers) + 1]
@@ -197,6 +219,20 @@ class CpuExecutable(Executable):
                 bad = int(x.min()) if int(x.min()) < 0 else int(x.max())
                 raise InputError(f"{what} holds the token index {bad}, but the embedding it "
                                  f"feeds has {rows} rows (indices 0 to {rows - 1})")
+
+
+def default_threads() -> int:
+    """The CPUs this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+
+
+def _stop_pool(stop: Any, jit: JitModule) -> None:
+    """``nc_pool_stop`` (``jit`` kept alive until then, so the code is still loaded)."""
+    stop()
+    del jit
 
 
 def _shape_key(arrays: list[np.ndarray] | tuple) -> tuple:

@@ -11,8 +11,10 @@ transposes, slices, pads, broadcasts and reshapes are index arithmetic, not copi
   independent) or "serial" (in order: a recurrence's time steps). Schedule attributes
   (``vectorize = W``: W iterations in vector lanes; ``jam = J``: J iterations at once, their
   bodies interleaved and their nested loops and reductions shared, i.e. unroll-and-jam, for
-  parallel loops only; ``parallel_threads``) are set by the ``schedule`` pass and read by code
-  generators; the interpreter ignores them.
+  parallel loops only; ``split_work = N``: the loop a kernel's iterations are split on across
+  threads, each iteration about N element operations, which the runtime's cost model weighs
+  against a dispatch) are set by the ``schedule`` pass and read by code generators; the
+  interpreter ignores them.
 - ``loop.reduce {kind, vars, lower, upper}``: a scalar reduction (add, max, min, mul) over
   its own variables; the body yields the value combined at each point. ``contraction``
   marks a matmul or convolution's multiply-accumulate so a code generator can pick a
@@ -194,7 +196,7 @@ class ForOp(LoopOp):
     # schedule (read by code generators; the interpreter ignores them)
     vectorize = opt_attribute(POSITIVE)
     jam = opt_attribute(POSITIVE)
-    parallel_threads = opt_attribute(BOOL)
+    split_work = opt_attribute(POSITIVE)
     pure = False
 
     def index_exprs(self) -> list[Dim]:
@@ -209,6 +211,8 @@ class ForOp(LoopOp):
             errs.append("needs exactly one block")
         if self.jam is not None and self.kind != "parallel":
             errs.append("only a parallel loop can be unrolled and jammed")
+        if self.split_work is not None and self.kind != "parallel":
+            errs.append("only a parallel loop can be split across threads")
         return errs
 
 
