@@ -27,7 +27,9 @@ def np_dtype(dtype: str) -> Any:
 
 def round_bf16(x: np.ndarray) -> np.ndarray:
     """Round float32 values to bfloat16 precision (round to nearest even), kept in float32."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    x = np.asarray(x)
+    # ascontiguousarray would make a 0-d array 1-d; reshape keeps the shape.
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).reshape(x.shape)
     rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
     out = ((bits + rounding) & np.uint32(0xFFFF0000)).view(np.float32)
     return np.where(np.isnan(x), x, out).astype(np.float32)

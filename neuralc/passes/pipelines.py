@@ -69,7 +69,7 @@ def tensor_pipeline(level: int, precision: str = "fp32", target: str = "referenc
             out.append(f"layout{{target={layout}}}")
             continue
         if name.startswith("fuse") and level >= 1 and target in PACKED_WEIGHTS:
-            out.append("pack-weights")
+            out += ["decompose-attention", "pack-weights"]
         if name.startswith("fuse") and precision != "fp32":
             out.append(f"precision{{mode={precision}}}")
         out.append(name)

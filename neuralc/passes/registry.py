@@ -28,6 +28,7 @@ _PASS_MODULES = (
     "neuralc.passes.lower_to_loops",
     "neuralc.passes.schedule",
     "neuralc.passes.pack_weights",
+    "neuralc.passes.decompose_attention",
 )
 _loaded = False
 
@@ -86,10 +87,14 @@ def _option_value(raw: str, current: object) -> object:
         if raw.lower() not in ("true", "false"):
             raise ValueError(f"expected true or false, got '{raw}'")
         return raw.lower() == "true"
-    if isinstance(current, int):
-        return int(raw)
-    if isinstance(current, float):
-        return float(raw)
+    try:
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+    except ValueError:
+        kind = "an integer" if isinstance(current, int) else "a number"
+        raise ValueError(f"expected {kind}, got '{raw}'") from None
     return raw.strip("\"'")
 
 
@@ -111,14 +116,20 @@ def make_pass(spec: str) -> Pass:
     for item in _split_top(rest[:-1]):
         key, eq, value = item.partition("=")
         key = key.strip()
-        if not eq or key not in fields:
+        if key not in fields:
             raise KeyError(f"pass '{cls.name}' has no option '{key}'"
                            f"{did_you_mean(key, fields)}; options: {', '.join(fields) or 'none'}")
+        if not eq:
+            raise KeyError(f"pass '{cls.name}' option '{key}' needs a value: {key}=VALUE")
         try:
             kwargs[key] = _option_value(value, getattr(defaults, key))
         except ValueError as e:
             raise KeyError(f"pass '{cls.name}' option '{key}': {e}") from None
-    return cls(**kwargs)
+    made = cls(**kwargs)
+    problem = made.option_problem()
+    if problem is not None:
+        raise KeyError(f"pass '{cls.name}': {problem}")
+    return made
 
 
 def parse_pipeline(text: str) -> list[Pass]:

@@ -33,6 +33,7 @@ BOUND = {"fp32": 1e-5, "fp16": 5e-3, "mixed": 5e-3, "bf16": 3e-2}
 # Each pass alone, on the lowered module (its own input is the lowered, unoptimised IR).
 SINGLE = ["canonicalize", "cse", "dce", "fold-batchnorm", "layout{target=channels_first}",
           "fuse", "fuse{merge=false}", "memory-plan", "precision{mode=fp16}", "pack-weights",
+          "decompose-attention",
           "layout{target=channels_last},pack-weights"]
 
 _models: dict[Path, object] = {}

@@ -346,6 +346,21 @@ class KernelCodegen(IndexEmitter):
         f.branch(done)
         f.start(done)
 
+    def when_values(self, cond: Val, body, current: list[Val]) -> list[Val]:
+        """``body()`` (which returns new values for ``current``) under ``if cond``; after it,
+        each value is the new one where it ran and the current one where it did not."""
+        f = self.f
+        before = f.block
+        then, done = f.label("then"), f.label("endif")
+        f.emit(f"br i1 {cond.ref}, label %{then}, label %{done}")
+        f.start(then)
+        new = body()
+        after = f.block
+        f.branch(done)
+        f.start(done)
+        return [Val(f.assign(f"phi {c.ty} [ {c.ref}, %{before} ], [ {n.ref}, %{after} ]",
+                             "acc"), c.dtype, c.lanes) for c, n in zip(current, new)]
+
     def counted_loop(self, var: str, lo: Val, hi: Val, step: int, carried: list[Val],
                      body) -> tuple[list[Val], Val]:
         """``for var in [lo, hi) step`` (a step > 1 runs while a whole step fits). ``carried``
@@ -603,7 +618,7 @@ class KernelCodegen(IndexEmitter):
     def prim(self, name: str, x: Val) -> Val:
         if name in _VECMATH:
             width = x.lanes
-            inline = len(self.insts) == 1
+            inline = len(self.insts) <= UNROLL  # a register tile's epilogue calls it
             self.math_defs.add((name, width, inline))
             fname = vecmath.function_name(name, width, inline)
             ref = self.f.assign(f"call {x.ty} @{fname}({x.ty} {x.ref})")
@@ -706,8 +721,11 @@ class KernelCodegen(IndexEmitter):
                 partial = [g[0] for g in groups]
                 if left is None or left % (copies * width) >= width:
                     partial, end = self.counted_loop(var, end, hi, width, partial, vstep(1))
-        if left is None or left % width:
+        if left is not None and left % width:
             partial = vstep(1, hi)(end, partial)
+        elif left is None:  # a masked last step, if any lane is left
+            partial = self.when_values(self.icmp("slt", end, hi),
+                                       lambda: vstep(1, hi)(end, partial), partial)
         return [self.combine(kind, acc, self.horizontal(kind, p))
                 for acc, p in zip(accs, partial)]
 
