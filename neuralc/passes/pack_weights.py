@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from neuralc.ir.core import Module, Op, Rewriter, Value
+from neuralc.ir.core import BlockArgument, Module, Op, Rewriter, Value
 from neuralc.ir.dialects.tensor import ConvOp, MatmulOp
 from neuralc.passes.analysis import is_load_time
 from neuralc.passes.base import Pass, PassContext
@@ -38,10 +38,43 @@ def _transpose(anchor: Op, v: Value, perm: list[int], rewriter: Rewriter) -> Val
 DOT_MIN_INNER = 64
 
 
+def _pack_scan_invariant(op: MatmulOp, rewriter: Rewriter) -> bool:
+    """A recurrence's weight: the matmul's rhs is a block argument of a ``tensor.scan``
+    bound to a load-time operand (an LSTM's recurrent weight, (4h, h)). The scan's operand is
+    transposed outside it (at load time) and every use inside becomes a plain matmul, so a
+    time step's recurrent product vectorises over the gates' outputs."""
+    w = op.operands[1]
+    if not isinstance(w, BlockArgument):
+        return False
+    block = w.block
+    scan = block.parent.parent if block.parent is not None else None
+    if scan is None or scan.name != "tensor.scan":
+        return False
+    k = w.index
+    ns, nc = int(scan.attributes["num_scanned"]), int(scan.attributes["num_carried"])
+    outer = scan.operands[k]
+    if k < ns + nc or outer.type.shape is None or len(outer.type.shape) != 2 \
+            or not is_load_time(outer):
+        return False
+    users = w.users()
+    if not all(isinstance(u, MatmulOp) and u.transpose_b and u.operands[1] is w
+               and u.operands[0] is not w for u in users):
+        return False
+    packed = _transpose(scan, outer, [1, 0], rewriter)
+    rewriter.set_operand(scan, k, packed)
+    rewriter.set_type(w, packed.type)
+    for u in users:
+        rewriter.set_attr(u, "transpose_b", False)
+    return True
+
+
 def pack(module: Module, min_columns: int = 32) -> int:
     rewriter = Rewriter()
     packed = 0
     for op in list(module.walk()):
+        if isinstance(op, MatmulOp) and op.transpose_b and _pack_scan_invariant(op, rewriter):
+            packed += 1
+            continue
         w = op.operands[1] if len(op.operands) > 1 else None
         if w is None or w.type.shape is None or not is_load_time(w):
             continue

@@ -122,7 +122,14 @@ def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter,
         for r in _top_reduces(f):
             for v in r.attributes["vars"]:
                 candidates.append((_gathers(r, v), 1, r, v))
-        _apply(candidates, vector_bits, rewriter)
+        winner = _apply(candidates, vector_bits, rewriter)
+        if winner is not None and winner.name == "loop.reduce":
+            # The loop stays scalar: every other reduction in it gets its own best lanes (an
+            # LSTM step's four gate products, not only the first).
+            for r in _top_reduces(f):
+                if r is not winner:
+                    _apply([(_gathers(r, v), 1, r, v) for v in r.attributes["vars"]],
+                           vector_bits, rewriter)
         _jam(f, vector_bits, rewriter)
     # Reductions outside every innermost loop (a softmax's row max and sum, computed once per
     # row before the loop over the row's elements) are nests of their own.
@@ -147,9 +154,10 @@ def _ancestors(op: Op, stop: Op) -> list[Op]:
 
 
 def _apply(candidates: list[tuple[int, int, Op, str]], vector_bits: int,
-           rewriter: Rewriter) -> None:
+           rewriter: Rewriter) -> Op | None:
+    """Vectorises the cheapest candidate; returns the op that won (vectorised or not)."""
     if not candidates:
-        return
+        return None
     _, _, op, var = min(candidates, key=lambda c: (c[0], c[1]))
     dtype = _element_type(op)
     if op.name == "loop.for":
@@ -157,18 +165,19 @@ def _apply(candidates: list[tuple[int, int, Op, str]], vector_bits: int,
         lanes = _lanes(vector_bits, dtype, extent)
         if lanes > 1:
             rewriter.set_attr(op, "vectorize", lanes)
-        return
+        return op
     names = list(op.attributes["vars"])
     k = names.index(var)
     order = [i for i in range(len(names)) if i != k] + [k]
     extent = dim(op.attributes["upper"][k]) - dim(op.attributes["lower"][k])
     lanes = _lanes(vector_bits, dtype, extent)
     if lanes <= 1:
-        return
+        return op
     for key in ("vars", "lower", "upper"):
         values = list(op.attributes[key])
         rewriter.set_attr(op, key, [values[i] for i in order])
     rewriter.set_attr(op, "vectorize", lanes)
+    return op
 
 
 def _order_reduction(r: Op, rewriter: Rewriter) -> None:
@@ -272,9 +281,13 @@ def _jam(f: Op, vector_bits: int, rewriter: Rewriter) -> None:
     registers = 32 if vector_bits >= 512 else 16
     extent = _static_extent(f)
     width = int(f.attributes.get("vectorize") or 1)
+    # Reductions over the same box share one loop nest (kernel_codegen groups them): an LSTM
+    # step's four gate products need four accumulators per tile element.
+    group = max(1, len(_top_reduces(f)))
     if width > 1:
         nr = min(4 if registers == 32 else 2, extent // width if extent is not None else 4)
-        mr = min(8, (registers - nr - 2) // max(nr, 1))
+        nr = max(1, min(nr, (registers * 3 // 4) // group))
+        mr = min(8, (registers - nr - 2) // max(nr * group, 1))
     elif any(r.attributes.get("vectorize") for r in _top_reduces(f)):
         nr = min(4, extent if extent is not None else 4)
         mr = 1

@@ -31,7 +31,7 @@ from typing import Any
 
 from neuralc.backends.cpu import vecmath
 from neuralc.backends.cpu.llvm_text import FLOATS, ITEMSIZE, FunctionText, Val, literal, llvm_type
-from neuralc.ir.core import Block, Op, Value
+from neuralc.ir.core import Block, Op, OpResult, Value
 from neuralc.ir.dialects.loop import dim
 from neuralc.ir.dims import Dim, FloorDiv, MinMax, Mod, bounds, product, subs, sym, symbols
 from neuralc.ir.scalar_fns import expand
@@ -262,14 +262,18 @@ class KernelCodegen(IndexEmitter):
     def block(self, block: Block) -> None:
         """Every op of ``block`` for every current instance, op by op (so the instances'
         independent work interleaves); loops and reductions are shared by the instances."""
-        for op in block.ops:
-            n = op.name
-            if n == "loop.yield":
+        ops = [op for op in block.ops if op.name != "loop.yield"]
+        done: set[int] = set()
+        for i, op in enumerate(ops):
+            if id(op) in done:
                 continue
+            n = op.name
             if n == "loop.for":
                 self.loop(op)
             elif n == "loop.reduce":
-                self.reduce(op)
+                group = [op] + _siblings(ops, i)
+                done.update(id(g) for g in group)
+                self.reduce_group(group)
             else:
                 for inst in self.insts:
                     self.activate(inst)
@@ -630,104 +634,133 @@ class KernelCodegen(IndexEmitter):
 
     # -- reductions ------------------------------------------------------------------------------
     def reduce(self, op: Op) -> None:
-        """One loop nest for the reduction of every current instance, each with its own
-        accumulator (a jammed matmul's tile of outputs shares the loads of one k)."""
-        a = op.attributes
-        kind = a["kind"]
-        dtype = op.results[0].type.dtype
-        names = list(a["vars"])
-        los = [dim(t) for t in a["lower"]]
-        his = [dim(t) for t in a["upper"]]
+        self.reduce_group([op])
+
+    def reduce_group(self, group: list[Op]) -> None:
+        """One loop nest for reductions over the same box (``group``: an LSTM step's four
+        gate products, a softmax's max and sum...) and every current instance, each (op,
+        instance) with its own accumulator: a jammed matmul's tile of outputs shares each
+        k's loads, and the group's independent chains hide each other's latency."""
+        first = group[0].attributes
+        names = list(first["vars"])
+        los = [dim(t) for t in first["lower"]]
+        his = [dim(t) for t in first["upper"]]
         if not self.uniform(los + his):
-            self.one_by_one(op, self.reduce)
+            for op in group:
+                self.one_by_one(op, self.reduce)
             return
-        for n, lo, hi in zip(names, los, his):
-            self.ranges[n] = (lo, hi - 1)
-        body = op.regions[0].blocks[0]
-        term = body.terminator
-        assert term is not None
+        aliases = [list(op.attributes["vars"]) for op in group]
+        for level_names in zip(*aliases):
+            for n in level_names:
+                k = names.index(level_names[0])
+                self.ranges[n] = (los[k], his[k] - 1)
+        kinds = [op.attributes["kind"] for op in group]
+        dtypes = [op.results[0].type.dtype for op in group]
+        bodies = [op.regions[0].blocks[0] for op in group]
+        terms_ops = [b.terminator for b in bodies]
+        identities = [Val(literal(_IDENTITY[k], d), d) for k, d in zip(kinds, dtypes)]
+        n_ops = len(group)
         parents = self.insts
-        width = int(a.get("vectorize") or 1)
+        width = int(first.get("vectorize") or 1)
         vector = width > 1 and all(p.lanes == 1 for p in parents)
-        identity = Val(literal(_IDENTITY[kind], dtype), dtype)
+
+        def spawn(insts: list[_Instance], k: int, iv: Val, w: int, copies: int,
+                  limit: Val | None = None) -> list[_Instance]:
+            kids = self.spawn(insts, names[k], iv, w, copies, limit)
+            for kid in kids:  # every op of the group names the level's variable its own way
+                for other in aliases[1:]:
+                    kid.vars[other[k]] = kid.vars[names[k]]
+                    if f"{names[k]}#0" in kid.vars:
+                        kid.vars[f"{other[k]}#0"] = kid.vars[f"{names[k]}#0"]
+            return kids
 
         def terms(kids: list[_Instance], lanes: int) -> list[Val]:
-            self.within(kids, lambda: self.block(body))
-            return [self.splat_to(k.values[id(term.operands[0])], lanes) for k in kids]
+            for body in bodies:
+                self.within(kids, lambda body=body: self.block(body))
+            return [self.splat_to(kid.values[id(t.operands[0])], lanes)
+                    for kid in kids for t in terms_ops]
+
+        def combine(cur: list[Val], new: list[Val]) -> list[Val]:
+            return [self.combine(kinds[j % n_ops], c, t)
+                    for j, (c, t) in enumerate(zip(cur, new))]
 
         def level(k: int, insts: list[_Instance], accs: list[Val]) -> list[Val]:
             self.activate(insts[0])
             lo_v, hi_v = self.index(los[k]), self.index(his[k])
             innermost = k == len(names) - 1
             if innermost:
-                self.hoist_guarded_loads(body, names[k], los[k], his[k], insts)
+                for body, var_names in zip(bodies, aliases):
+                    self.hoist_guarded_loads(body, var_names[k], los[k], his[k], insts)
             if innermost and vector:
                 extent = his[k] - los[k]
-                return self.reduce_vector_level(names[k], lo_v, hi_v, width, insts, accs,
-                                                kind, identity, terms,
-                                                extent if isinstance(extent, int) else None)
+                return self.reduce_vector_level(
+                    lambda *args: spawn(insts, k, *args), lo_v, hi_v, width, len(insts),
+                    accs, kinds, identities, terms, extent if isinstance(extent, int) else None)
 
             def step(iv: Val, cur: list[Val]) -> list[Val]:
-                kids = self.spawn(insts, names[k], iv, 1, 1)
+                kids = spawn(insts, k, iv, 1, 1)
                 if not innermost:
                     return level(k + 1, kids, cur)
-                return [self.combine(kind, c, t)
-                        for c, t in zip(cur, terms(kids, cur[0].lanes))]
+                return combine(cur, terms(kids, cur[0].lanes))
             return self.counted_loop(names[k], lo_v, hi_v, 1, accs, step)[0]
 
         saved = self.insts
         self.insts = parents
-        results = level(0, parents, [self.splat_to(identity, p.lanes) for p in parents])
+        inits = [self.splat_to(ident, p.lanes) for p in parents for ident in identities]
+        results = level(0, parents, inits)
         self.insts = saved
-        for p, r in zip(parents, results):
-            p.values[id(op.results[0])] = r
+        for i, p in enumerate(parents):
+            for g, op in enumerate(group):
+                p.values[id(op.results[0])] = results[i * n_ops + g]
         self.activate(self.insts[0])
 
-    def reduce_vector_level(self, var: str, lo: Val, hi: Val, width: int,
-                            insts: list[_Instance], accs: list[Val], kind: str,
-                            identity: Val, terms, left: int | None) -> list[Val]:
-        """The vectorised innermost reduction level: W partial results per instance (and
-        ``UNROLL`` independent vector accumulators where a single instance would otherwise
+    def reduce_vector_level(self, spawn, lo: Val, hi: Val, width: int, n_insts: int,
+                            accs: list[Val], kinds: list[str], identities: list[Val], terms,
+                            left: int | None) -> list[Val]:
+        """The vectorised innermost reduction level: W partial results per (instance, op)
+        (and ``UNROLL`` independent vector accumulators where a single one would otherwise
         wait on one FMA chain) while whole vectors fit, then one masked step whose lanes past
-        the end contribute the identity. ``left``: the static trip count, where known (steps
-        that would not run are not emitted)."""
-        copies = UNROLL if len(insts) == 1 else 1
+        the end contribute the identity. ``spawn(iv, width, copies, limit)`` makes the
+        iteration's instances; ``left``: the static trip count, where known (steps that would
+        not run are not emitted)."""
+        n_ops = len(kinds)
+        copies = UNROLL if n_insts * n_ops == 1 else 1
         if left is not None:
             while copies > 1 and left < copies * width:
                 copies //= 2
-        videntity = self.splat_to(identity, width)
+        vids = [self.splat_to(ident, width) for ident in identities]
 
         def vstep(count: int, limit: Val | None = None):
             def step(iv: Val, cur: list[Val]) -> list[Val]:
-                kids = self.spawn(insts, var, iv, width, count, limit)
+                kids = spawn(iv, width, count, limit)
                 ts = terms(kids, width)
                 if limit is not None:
-                    ts = [self.select(k.mask, t, videntity) for k, t in zip(kids, ts)]
-                return [self.combine(kind, c, t) for c, t in zip(cur, ts)]
+                    ts = [self.select(kids[j // n_ops].mask, t, vids[j % n_ops])
+                          for j, t in enumerate(ts)]
+                return [self.combine(kinds[j % n_ops], c, t)
+                        for j, (c, t) in enumerate(zip(cur, ts))]
             return step
 
         end = lo
-        partial = [videntity] * len(insts)
+        partial = [vids[j % n_ops] for j in range(n_insts * n_ops)]
         if left is None or left >= width:
-            partial, end = self.counted_loop(var, lo, hi, copies * width,
-                                             [videntity] * (len(insts) * copies),
+            partial, end = self.counted_loop("r", lo, hi, copies * width,
+                                             [vids[j % n_ops]
+                                              for j in range(n_insts * copies * n_ops)],
                                              vstep(copies))
-            if copies > 1:
-                groups = [partial[i * copies:(i + 1) * copies] for i in range(len(insts))]
-                for g in range(len(groups)):
-                    while len(groups[g]) > 1:
-                        groups[g] = [self.combine(kind, groups[g][j], groups[g][j + 1])
-                                     for j in range(0, len(groups[g]), 2)]
-                partial = [g[0] for g in groups]
+            if copies > 1:  # a single op and instance: combine its copies pairwise
+                while len(partial) > 1:
+                    partial = [self.combine(kinds[0], partial[j], partial[j + 1])
+                               for j in range(0, len(partial), 2)]
                 if left is None or left % (copies * width) >= width:
-                    partial, end = self.counted_loop(var, end, hi, width, partial, vstep(1))
+                    partial, end = self.counted_loop("r", end, hi, width, partial, vstep(1))
         if left is not None and left % width:
             partial = vstep(1, hi)(end, partial)
         elif left is None:  # a masked last step, if any lane is left
             partial = self.when_values(self.icmp("slt", end, hi),
                                        lambda: vstep(1, hi)(end, partial), partial)
-        return [self.combine(kind, acc, self.horizontal(kind, p))
-                for acc, p in zip(accs, partial)]
+        return [self.combine(kinds[j % n_ops], acc, self.horizontal(kinds[j % n_ops], p))
+                for j, (acc, p) in enumerate(zip(accs, partial))]
 
     def hoist_guarded_loads(self, body: Block, var: str, lo: Dim, hi: Dim,
                             insts: list[_Instance]) -> None:
@@ -831,6 +864,30 @@ class KernelCodegen(IndexEmitter):
             fn = "fmaximum" if kind == "max" else "fminimum"
             ref = self.f.assign(f"call {t} @llvm.vector.reduce.{fn}.{suffix}({v.ty} {v.ref})")
         return Val(ref, v.dtype)
+
+
+def _box(op: Op) -> tuple:
+    a = op.attributes
+    return (len(a["vars"]), tuple(a["lower"]), tuple(a["upper"]), a.get("vectorize"))
+
+
+def _siblings(ops: list[Op], i: int) -> list[Op]:
+    """The reductions after ``ops[i]`` in its block that can share its loop nest: the same
+    box and vectorisation, no store or loop between (nothing they read changes), and bodies
+    that read nothing computed after ``ops[i]`` (moving them up keeps every value defined
+    before its use)."""
+    first = ops[i]
+    after = {id(first)}  # ops whose results the group's members cannot read
+    out = []
+    for op in ops[i + 1:]:
+        if op.name in ("loop.store", "loop.for", "loop.bind"):
+            break
+        if op.name == "loop.reduce" and _box(op) == _box(first) and not any(
+                isinstance(v, OpResult) and id(v.op) in after
+                for o in op.walk() for v in o.operands):
+            out.append(op)
+        after.add(id(op))
+    return out
 
 
 def split_loop(kernel: Op) -> Op | None:
