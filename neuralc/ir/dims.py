@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
 
+from neuralc.limits import NESTING
+
 Dim = Union[int, "Expr"]
 
 # A monomial is a sorted tuple of atoms (with repetition for powers); the empty tuple is 1.
@@ -719,15 +721,26 @@ class _Bounder:
         return best
 
     def _substituted(self, d: Expr, lower: bool) -> list[Dim]:
-        """``d`` with one symbol replaced by its symbolic bound, where that is sound."""
+        """``d`` with one symbol replaced by its symbolic bound, where that is sound: ``d`` is
+        linear in the symbol with a coefficient of known sign (a constant, or a dim such as
+        ``16 * w`` that the ranges prove non-negative), so the extreme of ``d`` is at an end
+        of the symbol's range (``16 * w * i + ...`` with ``i <= h - 1``)."""
         out: list[Dim] = []
         for s in sorted(d.symbols() & self.ranges.keys()):
             lo, hi = self.ranges[s]
             coeff = _linear_coeff(d, s)
             if coeff is None:
                 continue
-            bound = lo if (coeff > 0) == lower else hi
-            if isinstance(bound, Expr):
+            if isinstance(coeff, int):
+                positive = coeff > 0
+            elif self.lower(coeff) >= 0:
+                positive = True
+            elif self.upper(coeff) <= 0:
+                positive = False
+            else:
+                continue
+            bound = lo if positive == lower else hi
+            if isinstance(bound, Expr) or (not isinstance(coeff, int) and bound is not None):
                 out.append(subs(d, {s: bound}))
         return out
 
@@ -799,15 +812,26 @@ class _Bounder:
         return qlo, qhi
 
 
-def _linear_coeff(d: Expr, s: str) -> int | None:
-    """``c`` when ``d == c * s + (terms without s)``, ``s`` appearing nowhere else."""
-    coeff = None
+def _linear_coeff(d: Expr, s: str) -> Dim | None:
+    """``c`` when ``d == c * s + (terms without s)``, ``c`` free of ``s`` (an int or a dim:
+    ``16 * w`` in ``16 * w * s + t``)."""
+    coeff: Dim = 0
+    found = False
     for m, c in d.terms:
-        if m == (s,):
-            coeff = c
-        elif any(s in _atom_symbols(a) for a in m):
+        if s not in m:
+            if any(s in _atom_symbols(a) for a in m):
+                return None
+            continue
+        rest = list(m)
+        rest.remove(s)
+        if s in rest or any(s in _atom_symbols(a) for a in rest):
             return None
-    return coeff
+        term: Dim = c
+        for a in rest:
+            term = term * _atom(a)
+        coeff = coeff + term
+        found = True
+    return coeff if found else None
 
 
 def _finite(v: float) -> int | None:
@@ -926,6 +950,7 @@ class _DimParser:
             elif other is not None and other.strip():
                 self.toks.append(("op", other))
         self.i = 0
+        self.depth = 0
 
     def parse(self) -> Dim:
         result = self.additive()
@@ -951,6 +976,16 @@ class _DimParser:
             raise self.error(f"expected {op!r}")
 
     def primary(self) -> Dim:
+        # Each bracket and unary minus descends once: bound the depth, not the stack.
+        self.depth += 1
+        if self.depth > NESTING.value:
+            raise self.error(f"more than {NESTING.value} levels of nesting ({NESTING.hint()})")
+        try:
+            return self._primary()
+        finally:
+            self.depth -= 1
+
+    def _primary(self) -> Dim:
         kind, val = self.take()
         if kind == "num":
             return int(val)

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 from neuralc.ir.core import Block, Module, Op, OpResult, Region, Rewriter, Value, func_body
 from neuralc.ir.dialects.kernel import type_symbols
+from neuralc.ir.dims import product
 from neuralc.ir.types import shape_str
 from neuralc.location import UNKNOWN, FusedLoc, Location, UnknownLoc
 from neuralc.passes.analysis import (
@@ -156,6 +157,7 @@ class _Planner:
                             self.succs[j].add(i)
         self.groups: dict[int, _Group] = {}
         self.group_of: list[int] = list(range(n))
+        self.load_time: dict[Op, bool] = {}  # is_load_time's answers, shared over the body
         for i, op in enumerate(self.ops):
             self.groups[i] = _Group(i, [i], self._fusible(op))
         self.next_gid = n
@@ -168,7 +170,7 @@ class _Planner:
         # Work on weights alone (BatchNorm's scale, folded weights, a positional table) is done
         # once when weights are loaded, not per inference: it stays out of kernels, like a
         # constant.
-        if op.results and is_load_time(op.results[0]):
+        if op.results and is_load_time(op.results[0], self.load_time):
             return False
         return op.dialect == "tensor" and self.kinds[self.index[id(op)]] != "none"
 
@@ -259,6 +261,9 @@ class _Planner:
             reason = self._epilogue_problem(outs[0], union)
             if reason:
                 return reason
+        reason = self._recomputed_reduction(union)
+        if reason:
+            return reason
         if len(reds) > 1:
             sig0 = self._reduce_space(reds[0])
             for r in reds[1:]:
@@ -316,6 +321,39 @@ class _Planner:
             if self.ops[i].name in _LOAD_OPS and (self.preds[i] & inside) <= loads:
                 loads.add(i)
         return loads
+
+    def _recomputed_reduction(self, union: list[int]) -> str | None:
+        """A reduction over axes that are not the innermost ones (GroupNorm's statistics over
+        height, width and a group's channels) whose result the kernel broadcasts back over
+        its whole input space: loop code computes the statistic once per output element
+        (O(n^2)), so its consumer starts a new kernel (a row reduction, over the last axes, is
+        computed once per row and stays fused)."""
+        inside = set(union)
+        for r in union:
+            if self.kinds[r] != "reduction":
+                continue
+            shape, axes = self._reduce_space(r)
+            n = len(shape)
+            if not axes or list(axes) == list(range(n - len(axes), n)):
+                continue
+            space = product(list(shape))
+            reach, todo = {r}, [r]
+            while todo:
+                i = todo.pop()
+                for j in self.succs[i]:
+                    if j in inside and j not in reach:
+                        reach.add(j)
+                        todo.append(j)
+            for j in sorted(reach - {r}):
+                results = self.ops[j].results
+                sink = not self.succs[j] or any(x not in inside for x in self.succs[j])
+                if sink and results and results[0].type.shape is not None \
+                        and product(list(results[0].type.shape)) == space:
+                    return (f"{self.name(j)} ({self.ops[j].name}) would broadcast "
+                            f"{self.name(r)} (a reduction over axes {list(axes)}, not the "
+                            "innermost) back over its input: the reduction would be recomputed "
+                            "for every element")
+        return None
 
     def _reduce_space(self, i: int) -> tuple:
         op = self.ops[i]
@@ -531,13 +569,15 @@ class FusePass(Pass):
                     n += 1
         for planner, kernel_of in done:
             said: set[tuple[int, int, str]] = set()
+            reported = set(self.report)
             for d in planner.decisions:
                 # A refused edge comes back each time a side grows; say it once.
                 if not d.accepted and (*d.edge, d.text) in said:
                     continue
                 said.add((*d.edge, d.text))
                 line = render_decision(planner, d, kernel_of)
-                if line is not None and line not in self.report:
+                if line is not None and line not in reported:
+                    reported.add(line)
                     self.report.append(line)
         if self.debug:
             for line in self.report:

@@ -39,7 +39,7 @@ __all__ = [
     "store",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: LLVM's loop vectoriser and unroller off (the schedule does both)
 _MAGIC = b"NCCPUO1\n"  # 8 bytes: what the file is; the digest follows
 _DIGEST_LEN = 32
 _SUFFIX = ".obj"
