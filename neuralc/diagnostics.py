@@ -15,9 +15,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
+from neuralc.files import FileProblem, read_text
+from neuralc.limits import ERRORS, SOURCE_BYTES
 from neuralc.location import FileLoc, Location, expansion_stack, primary
 
 Severity = Literal["error", "warning", "note"]
@@ -42,23 +43,39 @@ class Diagnostic:
 
 
 class SourceManager:
-    """Holds the text of every file a diagnostic may quote."""
+    """Holds the text of every file a diagnostic may quote.
+
+    Lines are split at ``\n`` alone, as the scanner and the IR parser count them: a form
+    feed or a lone ``\r`` inside a line is not a line break (``str.splitlines`` would make
+    it one and quote the wrong line).
+    """
 
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}
+        self._lines: dict[str, list[str]] = {}
 
     def add(self, filename: str, text: str) -> None:
         self._texts[filename] = text
+        self._lines.pop(filename, None)
 
-    def line(self, filename: str, lineno: int) -> str | None:
+    def text(self, filename: str) -> str | None:
+        """The file's text: as added, else read from disk (bounded; None if unreadable)."""
         text = self._texts.get(filename)
         if text is None:
             try:
-                text = Path(filename).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+                text = read_text(filename, SOURCE_BYTES.value)
+            except FileProblem:
                 return None
             self._texts[filename] = text
-        lines = text.splitlines()
+        return text
+
+    def line(self, filename: str, lineno: int) -> str | None:
+        lines = self._lines.get(filename)
+        if lines is None:
+            text = self.text(filename)
+            if text is None:
+                return None
+            lines = self._lines[filename] = [ln.removesuffix("\r") for ln in text.split("\n")]
         if 1 <= lineno <= len(lines):
             return lines[lineno - 1]
         return None
@@ -78,13 +95,26 @@ class CompileError(Exception):
         return render_all(self.diagnostics, sources or SOURCES)
 
 
-class DiagnosticEngine:
-    """Collects diagnostics; :meth:`check` raises :class:`CompileError` if any is an error."""
+class TooManyErrors(Exception):
+    """A :class:`DiagnosticEngine` reached its ``max_errors``: the caller stops looking."""
 
-    def __init__(self) -> None:
+
+class DiagnosticEngine:
+    """Collects diagnostics; :meth:`check` raises :class:`CompileError` if any is an error.
+
+    With ``max_errors``, the error after that many raises :class:`TooManyErrors` (it is not
+    kept), so that a file of garbage costs a bounded amount of work and output.
+    """
+
+    def __init__(self, max_errors: int | None = None) -> None:
         self.diagnostics: list[Diagnostic] = []
+        self.max_errors = max_errors
+        self.error_count = 0
 
     def error(self, message: str, location: Location | None = None) -> Diagnostic:
+        if self.max_errors is not None and self.error_count >= self.max_errors:
+            raise TooManyErrors
+        self.error_count += 1
         d = Diagnostic("error", message, location)
         self.diagnostics.append(d)
         return d
@@ -95,7 +125,12 @@ class DiagnosticEngine:
         return d
 
     def extend(self, diags: Iterable[Diagnostic]) -> None:
-        self.diagnostics.extend(diags)
+        for d in diags:
+            if d.severity == "error":
+                if self.max_errors is not None and self.error_count >= self.max_errors:
+                    raise TooManyErrors
+                self.error_count += 1
+            self.diagnostics.append(d)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -114,17 +149,54 @@ class DiagnosticEngine:
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
-    """Closest known name for a typo, compared case-insensitively."""
+    """Closest known name for a typo, compared case-insensitively.
+
+    A name one or two edits away (a swap of two neighbours counts as one: ``Adma`` is one
+    from ``Adam``, two from ``Adamax``) wins; otherwise difflib's closest match.
+    """
     cands = list(candidates)
     lowered = {c.lower(): c for c in cands}
-    hits = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    low = name.lower()
+    near = [(d, -difflib.SequenceMatcher(None, low, c).ratio(), c) for c in lowered
+            for d in [_edit_distance(low, c)] if d <= min(2, max(1, len(low) // 3))]
+    if near:
+        return lowered[min(near)[2]]
+    hits = difflib.get_close_matches(low, list(lowered), n=1, cutoff=0.6)
     return lowered[hits[0]] if hits else None
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, swap of neighbours) from ``a`` to ``b``."""
+    if abs(len(a) - len(b)) > 2:
+        return 3  # more than suggest() considers, without the table
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'X'?)`` or the empty string."""
     s = suggest(name, candidates)
     return f"; did you mean '{s}'?" if s else ""
+
+
+def one_line(text: str) -> str:
+    """``text`` with every character a terminal would not show as itself escaped (``\\n``,
+    ``\\x1b``): a name or file name holding a newline or an escape sequence can neither split
+    a one-line message nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+_SNIPPET_WIDTH = 160  # characters of a source line quoted under a diagnostic
 
 
 def _snippet(loc: Location, sources: SourceManager) -> list[str]:
@@ -134,15 +206,24 @@ def _snippet(loc: Location, sources: SourceManager) -> list[str]:
     text = sources.line(p.file, p.line)
     if text is None:
         return []
-    text = text.expandtabs(1).rstrip("\n")
+    # One character for one column, so that the caret stays under the text it marks.
+    text = "".join(c if c.isprintable() else "?" for c in text.expandtabs(1).rstrip("\n"))
     if p.end_line == p.line and p.end_col > p.col:
         width = p.end_col - p.col
     elif p.end_line > p.line:
         width = max(1, len(text) - p.col + 1)
     else:
         width = 1
+    col = p.col
+    if len(text) > _SNIPPET_WIDTH:
+        # A long line is quoted around the column, not whole (a line may be a megabyte).
+        start = max(0, min(col - 1 - _SNIPPET_WIDTH // 3, len(text) - _SNIPPET_WIDTH))
+        head, tail = ("..." if start else ""), ("..." if start + _SNIPPET_WIDTH < len(text) else "")
+        text = head + text[start:start + _SNIPPET_WIDTH] + tail
+        col = col - start + len(head)
+        width = max(1, min(width, _SNIPPET_WIDTH - (col - 1 - len(head))))
     gutter = f"{p.line:>5}"
-    caret = " " * (p.col - 1) + "^" + "~" * (width - 1)
+    caret = " " * (col - 1) + "^" + "~" * (width - 1)
     return [f"{gutter} | {text}", f"{' ' * len(gutter)} | {caret}"]
 
 
@@ -151,25 +232,40 @@ def render(d: Diagnostic, sources: SourceManager | None = None) -> str:
     lines: list[str] = []
     where = primary(d.location) if d.location is not None else None
     prefix = f"{where}: " if isinstance(where, FileLoc) else ""
-    lines.append(f"{prefix}{d.severity}: {d.message}")
+    lines.append(one_line(f"{prefix}{d.severity}: {d.message}"))
     if d.location is not None:
         lines.extend(_snippet(d.location, sources))
         for site in expansion_stack(d.location):
-            lines.append(f"{primary(site)}: note: in expansion of the macro used here")
+            lines.append(one_line(f"{primary(site)}: note: in expansion of the macro used here"))
             lines.extend(_snippet(site, sources))
     for n in d.notes:
         if n.location is not None and isinstance(primary(n.location), FileLoc):
-            lines.append(f"{primary(n.location)}: note: {n.message}")
+            lines.append(one_line(f"{primary(n.location)}: note: {n.message}"))
             lines.extend(_snippet(n.location, sources))
         else:
-            lines.append(f"note: {n.message}")
+            lines.append(one_line(f"note: {n.message}"))
     return "\n".join(lines)
 
 
 def render_all(diags: Iterable[Diagnostic], sources: SourceManager | None = None) -> str:
+    """The diagnostics as the CLI prints them; past the ERRORS limit, errors are counted, not
+    printed (ten thousand layers can each have one)."""
     diags = list(diags)
-    out = [render(d, sources) for d in diags]
-    n_err = sum(1 for d in diags if d.severity == "error")
+    limit = ERRORS.value
+    out: list[str] = []
+    n_err = shown = 0
+    for d in diags:
+        if d.severity == "error":
+            n_err += 1
+            if n_err > limit:
+                continue
+        elif n_err > limit:
+            continue
+        out.append(render(d, sources))
+        shown += d.severity == "error"
+    if n_err > shown:
+        out.append(f"{n_err - shown:,} more error{'s' if n_err - shown != 1 else ''} not shown "
+                   f"({ERRORS.hint()})")
     if n_err:
         out.append(f"{n_err} error{'s' if n_err != 1 else ''} generated.")
     return "\n".join(out)

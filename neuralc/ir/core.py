@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from neuralc.ir.types import TensorType
-from neuralc.location import UNKNOWN, Location
+from neuralc.location import UNKNOWN, FileLoc, Location
 
 
 @dataclass(eq=False)
@@ -120,6 +120,9 @@ class Op:
         self.attributes: dict[str, Attribute] = dict(attributes or {})
         self.regions: list[Region] = []
         self.location = location
+        # Where the op was read from textual IR (``m.nir:3:5``), for errors about the text;
+        # ``location`` is the .nr text it stands for. None for ops built in memory.
+        self.source_loc: FileLoc | None = None
         self.parent: Block | None = None
         for v in operands:
             self._add_operand(v)
@@ -204,6 +207,17 @@ class Block:
         ]
         self.ops: list[Op] = []
         self.parent: Region | None = None
+        self._hint = 0  # where the last op looked up was (see index)
+
+    def index(self, op: Op) -> int:
+        """The position of ``op`` in ``ops``. Rewrites work near one place (lowering inserts
+        every new op before the graph op it replaces, then erases that op), so the last
+        position found is tried first; without it a long network would be quadratic."""
+        try:
+            self._hint = self.ops.index(op, max(0, self._hint - 16), self._hint + 17)
+        except ValueError:
+            self._hint = self.ops.index(op)
+        return self._hint
 
     def add_arg(self, type: TensorType, name_hint: str | None = None) -> BlockArgument:
         a = BlockArgument(type, self, len(self.args), name_hint)
@@ -217,13 +231,21 @@ class Block:
 
     def insert_before(self, anchor: Op, op: Op) -> Op:
         op.parent = self
-        self.ops.insert(self.ops.index(anchor), op)
+        i = self.index(anchor)
+        self.ops.insert(i, op)
+        self._hint = i + 1  # where the anchor is now
         return op
 
     def insert_after(self, anchor: Op, op: Op) -> Op:
         op.parent = self
-        self.ops.insert(self.ops.index(anchor) + 1, op)
+        self.ops.insert(self.index(anchor) + 1, op)
         return op
+
+    def remove(self, op: Op) -> None:
+        """Take ``op`` out of ``ops`` (the caller clears its parent)."""
+        i = self.index(op)
+        del self.ops[i]
+        self._hint = max(i - 1, 0)
 
     @property
     def terminator(self) -> Op | None:
@@ -481,7 +503,7 @@ class Rewriter:
     # -- notifications -------------------------------------------------------------------------
     def _detach(self, op: Op) -> None:
         if op.parent is not None:
-            op.parent.ops.remove(op)
+            op.parent.remove(op)
             op.parent = None
 
     def _inserted(self, op: Op) -> None:

@@ -32,6 +32,7 @@ from neuralc.diagnostics import SOURCES, CompileError, Diagnostic
 from neuralc.ir.core import Block, Module, Op, Region, Value
 from neuralc.ir.dims import Dim, DimParseError, parse_dim
 from neuralc.ir.types import ELEMENT_TYPES, MemRefType, ScalarType, TensorType
+from neuralc.limits import NESTING
 from neuralc.location import UNKNOWN, CallSiteLoc, FileLoc, FusedLoc, Location
 
 
@@ -81,6 +82,7 @@ class _Lexer:
         self.pos = 0
         self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
         self._peeked: Token | None = None
+        self.depth = 0  # brackets open at the current token
 
     def where(self, pos: int) -> tuple[int, int]:
         i = bisect.bisect_right(self._line_starts, pos) - 1
@@ -107,6 +109,14 @@ class _Lexer:
         self.pos = m.end()
         kind = m.lastgroup
         assert kind is not None
+        if kind == "punct" and m.group() in "([{":
+            # The parser descends once per bracket: bound it before it runs out of stack.
+            self.depth += 1
+            if self.depth > NESTING.value:
+                raise IRParseError(f"brackets nest more than {NESTING.value} deep here; "
+                                   f"{NESTING.exceeded()}", line, col)
+        elif kind == "punct" and m.group() in ")]}":
+            self.depth -= 1
         return Token(kind, m.group(), m.start(), line, col)
 
     def tensor_body(self) -> tuple[str, int]:
@@ -168,9 +178,14 @@ _SPLIT_X = re.compile(r"\s+x\s+")
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, filename: str = "<ir>"):
         self.lex = _Lexer(text)
+        self.filename = filename
         self.scopes: list[_Scope] = [_Scope()]
+
+    def place(self, op: Op, tok: Token) -> None:
+        """Record where ``op``'s text starts, for errors about it (the verifier's)."""
+        op.source_loc = FileLoc(self.filename, tok.line, tok.col, tok.line, tok.col + 1)
 
     # tokens
     def error(self, message: str, tok: Token | None = None) -> IRParseError:
@@ -301,6 +316,7 @@ class _Parser:
             )
         operands = [self.resolve(r, t) for r, t in zip(refs, in_types)]
         op = Op(name, operands, out_types, attrs, regions, loc)
+        self.place(op, tok)
         block.append(op)
         i = 0
         for gname, count, gtok in groups:
@@ -318,7 +334,7 @@ class _Parser:
         return [self.type()]
 
     def func(self, block: Block) -> None:
-        self.lex.next()  # func.func
+        start = self.lex.next()  # func.func
         name = self.symbol("after 'func.func'")
         outer, self.scopes = self.scopes, [_Scope()]
         body = Block()
@@ -349,6 +365,7 @@ class _Parser:
             )
         op = Op("func.func", attributes={"sym_name": name, **attrs}, regions=[Region([body])],
                 location=loc)
+        self.place(op, start)
         block.append(op)
 
     def arg_decl(self, block: Block) -> None:
@@ -618,7 +635,7 @@ def parse_module(text: str, filename: str = "<ir>") -> Module:
     ``filename`` names the text for the callers that report errors at a file location
     (:func:`parse_module_or_diagnose`); locations inside the IR come from its ``loc(...)``.
     """
-    return _Parser(text).module()
+    return _Parser(text, filename).module()
 
 
 def parse_module_or_diagnose(text: str, filename: str = "<ir>") -> Module:

@@ -128,15 +128,19 @@ class _Namer:
     def __init__(self, names: dict[int, str]):
         self.names = names
         self.used: set[str] = set()
+        self.suffix: dict[str, int] = {}  # the last suffix tried per base name
         self.counter = 0
 
     def name_arg(self, arg: BlockArgument) -> None:
         base = sanitize_name(arg.name_hint, arg.index)
         name = base
-        n = 0
+        # Thousands of kernels name their first argument alike: continue from the last
+        # suffix taken instead of trying each again (quadratic in the size of the module).
+        n = self.suffix.get(base, 0)
         while name in self.used:
             n += 1
             name = f"{base}_{n}"
+        self.suffix[base] = n
         self.used.add(name)
         self.names[id(arg)] = name
 

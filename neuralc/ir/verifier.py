@@ -14,6 +14,7 @@ nesting, and functions ending in ``func.return``. Each problem reads
 
 from __future__ import annotations
 
+from neuralc.diagnostics import Diagnostic
 from neuralc.ir.core import Block, BlockArgument, Module, Op, OpResult, Value, func_body
 from neuralc.ir.dims import Dim
 from neuralc.ir.opdef import DefinedOp
@@ -78,10 +79,28 @@ def type_problems(op: DefinedOp, dims: dict | None = None) -> list[str]:
             for i, (r, t) in enumerate(zip(op.results, inferred)) if r.type != t]
 
 
+def verify_diagnostics(m: Module) -> list[Diagnostic]:
+    """:func:`verify` as located errors: each at the op's place in the IR text it was read
+    from (``m.nir:3:5``), naming the ``.nr`` location the op carries as well."""
+    v = _Verifier(m)
+    v.run()
+    out = []
+    for op, problem, text in zip(v.problem_ops, v.problems, v.problem_texts):
+        if op is None or op.source_loc is None:
+            out.append(Diagnostic("error", f"invalid IR: {problem}"))
+            continue
+        model = str(op.location)
+        origin = f" (the op of {model})" if model != "<unknown>" else ""
+        out.append(Diagnostic("error", f"invalid IR: {text}{origin}", op.source_loc))
+    return out
+
+
 class _Verifier:
     def __init__(self, m: Module):
         self.module = m
         self.problems: list[str] = []
+        self.problem_ops: list[Op | None] = []  # the op each problem is about, if one
+        self.problem_texts: list[str] = []  # each problem without the op's .nr location
         self.all_ops: set[int] = set()
         self.all_values: set[int] = set()
 
@@ -92,6 +111,13 @@ class _Verifier:
                 problem = problem[len(prefix):]
                 break
         self.problems.append(f"{op.location}: {op.name}: {problem}")
+        self.problem_ops.append(op)
+        self.problem_texts.append(f"{op.name}: {problem}")
+
+    def report_module(self, problem: str) -> None:
+        self.problems.append(f"module @{self.module.name}: {problem}")
+        self.problem_ops.append(None)
+        self.problem_texts.append(problem)
 
     def module_dims(self) -> None:
         """The dims facts: ``dims`` maps symbol names to ``[lo, hi]`` or ``[lo, hi, step]``
@@ -109,22 +135,20 @@ class _Verifier:
                     and not (lo is not None and hi is not None and lo > hi)
                     and all(b is None or b % step == 0 for b in (lo, hi)))
 
-        where = f"module @{self.module.name}"
         dims = self.module.attributes.get("dims")
         if dims is not None and not isinstance(dims, dict):
-            self.problems.append(f"{where}: 'dims' must map symbols to [lo, hi] ranges")
+            self.report_module("'dims' must map symbols to [lo, hi] ranges")
         elif dims is not None:
             for name, rng in dims.items():
                 if not valid(rng):
-                    self.problems.append(
-                        f"{where}: the range of '{name}' must be [lo, hi] or [lo, hi, step] with "
+                    self.report_module(
+                        f"the range of '{name}' must be [lo, hi] or [lo, hi, step] with "
                         f"1 <= lo <= hi (or none for an open end) and both ends multiples of "
                         f"step >= 1, got {rng!r}")
         nominal = self.module.attributes.get("dim_nominal")
         if nominal is not None and not (
                 isinstance(nominal, dict) and all(size(v) for v in nominal.values())):
-            self.problems.append(f"{where}: 'dim_nominal' must map symbols to sizes >= 1, "
-                                 f"got {nominal!r}")
+            self.report_module(f"'dim_nominal' must map symbols to sizes >= 1, got {nominal!r}")
 
     def run(self) -> list[str]:
         self.collect(self.module.body)

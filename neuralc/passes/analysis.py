@@ -179,37 +179,58 @@ def _nonnegative(d: Dim) -> bool:
 # -- kernels and traffic -------------------------------------------------------------------------
 
 
-def is_load_time(v: Value, _memo: dict[int, bool] | None = None) -> bool:
-    """True when ``v`` depends on weights and constants only (no network input)."""
-    memo = {} if _memo is None else _memo
-    op = getattr(v, "op", None)
-    if op is None:
+def is_load_time(v: Value, memo: dict[Op, bool] | None = None) -> bool:
+    """True when ``v`` depends on weights and constants only (no network input).
+
+    An explicit walk over the ops ``v`` depends on, not a recursion: a network of thousands
+    of layers is a chain thousands of ops deep. ``memo`` (op -> answer) shares the answers
+    between calls over unchanged IR, so that asking for every op of a function in program
+    order costs one walk in all instead of one per op.
+    """
+    memo = {} if memo is None else memo
+    root = getattr(v, "op", None)
+    if root is None:  # a block argument: a network input
         return False
-    if id(op) in memo:
-        return memo[id(op)]
-    if op.name == "tensor.constant":
-        result = True
-    elif op.dialect != "tensor" or op.regions:
-        result = False
-    else:
-        result = all(is_load_time(x, memo) for x in op.operands)
-    memo[id(op)] = result
-    return result
+    stack = [root]
+    while stack:
+        op = stack[-1]
+        if op in memo:
+            stack.pop()
+            continue
+        result = op.name == "tensor.constant"
+        pending: list[Op] = []
+        if not result and op.dialect == "tensor" and not op.regions:
+            result = True
+            for x in op.operands:
+                dep = getattr(x, "op", None)
+                known = None if dep is None else memo.get(dep)
+                if dep is None or known is False:
+                    result = False
+                    break
+                if known is None:
+                    pending.append(dep)
+        if result and pending:
+            stack.extend(pending)  # answer this op once they are answered
+            continue
+        memo[op] = result
+        stack.pop()
+    return memo[root]
 
 
-def is_kernel(op: Op) -> bool:
+def is_kernel(op: Op, memo: dict[Op, bool] | None = None) -> bool:
     """Whether a function-level op runs as a kernel of its own (see the module docstring).
 
     Work on weights alone (load-time values) runs once when the weights are loaded, not per
     inference, so it is no kernel.
     """
-    if op.results and is_load_time(op.results[0]):
+    if op.results and is_load_time(op.results[0], memo):
         return False
     return op.name not in _NOT_KERNELS and op.name != "func.func"
 
 
 def kernel_ops(func: Op) -> list[Op]:
-    return [op for op in func_body(func).ops if is_kernel(op)]
+    memo: dict[Op, bool] = {}
+    return [op for op in func_body(func).ops if is_kernel(op, memo)]
 
 
 def kernel_count(module: Module) -> int:

@@ -29,3 +29,10 @@ class Pass:
 
     def run(self, module: Module, ctx: PassContext) -> None:
         raise NotImplementedError
+
+    def option_problem(self) -> str | None:
+        """Why the options' values are unusable (``--passes=layout{target=qq}``), else None.
+
+        ``--passes`` refuses such a pass as a usage error before any work; ``run`` reports
+        it when the pass was built in code."""
+        return None

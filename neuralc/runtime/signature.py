@@ -129,6 +129,17 @@ def _range_text(lo: int | None, hi: int | None) -> str:
     return f"{'' if lo is None else lo}..{'' if hi is None else hi}"
 
 
+def size_problem(s: str, value: int, entry: object) -> str | None:
+    """Why ``value`` is no size of symbol ``s`` under its ``dims`` entry; None if it is one."""
+    lo, hi, step = dim_facts(entry)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        return f"outside the range of {s} ({_range_text(lo, hi)})"
+    if value % step:
+        return (f"but {s} must be a multiple of {step} "
+                f"(dims {{ {s}: {_range_text(lo, hi)} step {step} }})")
+    return None
+
+
 @dataclass
 class _Pending:
     """A compound dim (``2 * n``) checked once its symbols are known."""
@@ -164,12 +175,9 @@ class _Binder:
                 src = f"dim {saxis}" if si == i else f"input '{self.names[si]}'"
                 raise self.fail(i, f"{said} but {s} is {self.env[s]} from {src}")
             return
-        lo, hi, step = dim_facts(self.ranges.get(s))
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise self.fail(i, f"{said}, outside the range of {s} ({_range_text(lo, hi)})")
-        if value % step:
-            raise self.fail(i, f"{said}, but {s} must be a multiple of {step} "
-                               f"(dims {{ {s}: {_range_text(lo, hi)} step {step} }})")
+        problem = size_problem(s, value, self.ranges.get(s))
+        if problem is not None:
+            raise self.fail(i, f"{said}, {problem}")
         self.env[s] = value
         self.source[s] = (i, axis)
 

@@ -112,8 +112,22 @@ def check_constraints(constraints: list, env: dict[str, int]) -> None:
                              "that dims { } gives the dimension it stands for")
 
 
+def check_memory(func: Op, env: dict[str, int]) -> None:
+    """The run must fit the memory limit at these sizes (a graph-IR function; the estimate
+    is neuralc.passes.run_memory's)."""
+    from neuralc.passes.run_memory import run_memory
+
+    if not any(op.dialect == "graph" for op in func_body(func).ops):
+        return  # optimised IR: the graph it came from was checked
+    refusal = run_memory(func, env).over_limit()
+    if refusal is not None:
+        shown = ", ".join(f"{k}={v:,}" for k, v in sorted(env.items()))
+        raise InputError(f"with these inputs ({shown}) {refusal}" if shown else refusal)
+
+
 def check_run(func: Op, arrays: list[np.ndarray], env: dict[str, int],
               constraints: list | None = None) -> None:
     check_sizes(func, env)
     check_indices(func, arrays)
     check_constraints(constraints or [], env)
+    check_memory(func, env)

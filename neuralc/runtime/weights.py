@@ -10,7 +10,9 @@ layer leaves every other layer's weights unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +20,24 @@ from pathlib import Path
 import numpy as np
 
 from neuralc.diagnostics import suggest
+from neuralc.files import FileProblem, open_regular, write_bytes
 from neuralc.ir.core import Module, Op, func_body
 from neuralc.ir.shapes import ShapeError
 from neuralc.ir.types import shape_str
 from neuralc.layers import catalog
 from neuralc.layers.catalog import LayerSpec, WeightSpec
+from neuralc.limits import MEMORY, format_bytes
+from neuralc.passes.run_memory import run_memory
+from neuralc.passes.run_memory import where as run_where
 from neuralc.runtime.signature import numpy_dtype, select_func
+from neuralc.runtime.weights_import import (
+    LAYOUT_KEY,
+    NEURALC_LAYOUT,
+    WeightsWarning,
+    apply_layout,
+    structural_mapping,
+    suggest_by_structure,
+)
 
 
 class WeightsError(Exception):
@@ -115,7 +129,19 @@ def init_weight(name: str, spec: WeightSpec, seed: int = 0) -> np.ndarray:
 def init_weights(module: Module, seed: int = 0, func_name: str | None = None
                  ) -> dict[str, np.ndarray]:
     """Seeded initial weights for every layer, keyed by full name, in program order."""
-    return {w.name: init_weight(w.name, w.spec, seed) for w in module_weights(module, func_name)}
+    expected = module_weights(module, func_name)
+    check_weights_fit(module, func_name)
+    return {w.name: init_weight(w.name, w.spec, seed) for w in expected}
+
+
+def check_weights_fit(module: Module, func_name: str | None = None) -> None:
+    """Refuse, before allocating any, weights that alone pass the memory limit of a run."""
+    mem = run_memory(select_func(module, func_name), {})
+    if mem.weights > MEMORY.value:
+        where = f", {format_bytes(mem.heaviest_bytes)} of them in {run_where(mem.heaviest)}" \
+            if mem.heaviest is not None else ""
+        raise WeightsError(f"the weights of this network need {format_bytes(mem.weights)}"
+                           f"{where}; {MEMORY.exceeded()}")
 
 
 # -- safetensors files ------------------------------------------------------------------------
@@ -154,6 +180,39 @@ def _not_safetensors_hint(path: Path) -> str:
     return ""
 
 
+_MAX_HEADER = 100_000_000  # safetensors' own bound on the JSON header
+
+
+def _repeated_names(path: Path) -> list[str]:
+    """Tensor names the file's JSON header gives twice. The safetensors library keeps one of
+    them silently, so which tensor loads would depend on the library; neuralc refuses."""
+    try:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 <= n <= min(size - 8, _MAX_HEADER):
+                return []  # not a safetensors file: safe_open says so
+            raw = f.read(n)
+    except FileProblem:
+        return []
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        seen: set[str] = set()
+        for k, _ in items:
+            if k in seen and k not in repeated:
+                repeated.append(k)
+            seen.add(k)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return []  # not JSON: safe_open says so
+    return repeated
+
+
 def _read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     """Tensor name -> (safetensors dtype code, shape), reading no tensor data."""
     from safetensors import safe_open
@@ -162,6 +221,12 @@ def _read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
         raise WeightsError(f"weights file '{path}' does not exist")
     if not path.is_file():
         raise WeightsError(f"weights path '{path}' is not a file")
+    repeated = _repeated_names(path)
+    if repeated:
+        plural = "s" if len(repeated) > 1 else ""
+        raise WeightsError(f"weights file '{path}' names the tensor{plural} "
+                           f"{_listing(repeated)} twice in its header; a safetensors file names "
+                           "each tensor once")
     try:
         out: dict[str, tuple[str, tuple[int, ...]]] = {}
         with safe_open(str(path), framework="np") as f:
@@ -226,7 +291,7 @@ def check_weights_header(expected: list[LayerWeight],
     """Every mismatch between the expected weights and a file's names, shapes and dtypes."""
     problems: list[str] = []
     names = [w.name for w in expected]
-    missing = [w for w in expected if w.name not in header]
+    missing = [w for w in expected if w.name not in header and not w.spec.optional]
     by_layer: dict[str, list[LayerWeight]] = {}
     for w in missing:
         by_layer.setdefault(w.layer, []).append(w)
@@ -236,10 +301,26 @@ def check_weights_header(expected: list[LayerWeight],
                         f"{_listing([w.name for w in ws])}")
     extra = [k for k in header if k not in set(names)]
     missing_names = [w.name for w in missing]
+    shapes = {w.name: tuple(w.spec.shape) for w in expected}
+    mapping = structural_mapping(expected, header) if extra else None
     for k in extra[:_LIST_LIMIT]:
-        close = suggest(k, missing_names) or suggest(k, names)
+        if mapping is not None:
+            prefix = next(p for p in sorted(mapping, key=len, reverse=True)
+                          if k.startswith(p + "."))
+            close: str | None = mapping[prefix] + k[len(prefix):]
+        else:  # a layer of the same structure, never just a similar spelling (conv1: conv2d_1)
+            close = suggest_by_structure(k, expected, header)
+            if close is None:  # a misspelt parameter (dense.weights): by spelling, same shape
+                close = suggest(k, missing_names)
+                if close is not None and shapes[close] != tuple(header[k][1]):
+                    close = None
         hint = f"; did you mean '{close}'?" if close else ""
         problems.append(f"unexpected tensor '{k}'{hint}")
+    if mapping is not None:
+        problems.append("the file's layers match this network's in order and shape: "
+                        + ", ".join(f"{a} -> {b}" for a, b in mapping.items())
+                        + "; rename its tensors so, or name the layers after them "
+                        "(Conv2D(..., name=\"conv1\"))")
     if len(extra) > _LIST_LIMIT:
         problems.append(f"and {len(extra) - _LIST_LIMIT} more unexpected tensors: "
                         f"{_listing(extra[_LIST_LIMIT:])}")
@@ -256,30 +337,66 @@ def check_weights_header(expected: list[LayerWeight],
     return problems
 
 
-def load_weights(path: str | os.PathLike[str], module: Module, func_name: str | None = None
-                 ) -> dict[str, np.ndarray]:
+def load_weights(path: str | os.PathLike[str], module: Module, func_name: str | None = None,
+                 layout: str = "neuralc") -> dict[str, np.ndarray]:
     """Read a safetensors file holding exactly the network's weights, checked and cast.
 
     Floating tensors of any width (f16, bf16, f64) are cast to the weight's dtype; an integer
-    tensor for a float weight (or the reverse) is refused. The result is in program order.
+    tensor for a float weight (or the reverse) is refused; an optional weight (BatchNorm's
+    ``num_batches_tracked``) may be absent. ``layout="torch"`` reads the Dense after a Flatten
+    of a spatial map in PyTorch's NCHW flatten order (weights_import.py). The result is in
+    program order.
     """
     p = Path(path)
     expected = module_weights(module, func_name)
+    check_weights_fit(module, func_name)
     header = _read_header(p)
     problems = check_weights_header(expected, header)
     if problems:
         fname = select_func(module, func_name).attributes.get("sym_name")
         raise WeightsError(f"weights file '{p}' does not fit network '{fname}':\n  "
                            + "\n  ".join(problems), problems)
-    raw = _read_tensors(p, header, [w.name for w in expected])
-    return {w.name: np.array(raw[w.name], dtype=numpy_dtype(w.spec.dtype), copy=True)
-            for w in expected}
+    raw = _read_tensors(p, header, [w.name for w in expected if w.name in header])
+    out = finish_weights(expected, raw)
+    apply_layout(out, module, layout, _file_layout(p), str(p), func_name)
+    return out
+
+
+def finish_weights(expected: list[LayerWeight], arrays: Mapping[str, np.ndarray]
+                   ) -> dict[str, np.ndarray]:
+    """Checked arrays as the network's weights: its dtypes, program order, and the initial
+    value of an optional weight the source left out.
+
+    NaN or infinite values load (a checkpoint taken as training diverged is still worth
+    inspecting) with a WeightsWarning: every output they reach will be NaN or infinite."""
+    out = {w.name: np.array(arrays[w.name], dtype=numpy_dtype(w.spec.dtype), copy=True)
+           if w.name in arrays else init_weight(w.name, w.spec) for w in expected}
+    bad = [n for n, a in out.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        warnings.warn(f"the weights hold NaN or infinite values in {_listing(bad)}; the outputs "
+                      "they reach will be NaN or infinite", WeightsWarning, stacklevel=3)
+    return out
+
+
+def _file_layout(path: Path) -> str | None:
+    """The layout a file says its tensors are in (neuralc writes it), else None."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return (f.metadata() or {}).get(LAYOUT_KEY)
+    except Exception:  # noqa: BLE001 - the header was read already; no metadata is no layout
+        return None
 
 
 def save_weights(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray],
                  metadata: dict[str, str] | None = None) -> None:
-    """Write weights as a safetensors file (the one format :func:`load_weights` reads)."""
-    from safetensors.numpy import save_file
+    """Write weights as a safetensors file (the one format :func:`load_weights` reads).
+
+    Written whole or not at all through neuralc.files: a symlink is written through, a
+    destination that is no regular file (``/dev/full``, a FIFO) is refused, and a failed
+    write (a full disk) is a WeightsError."""
+    from safetensors.numpy import save
 
     tensors: dict[str, np.ndarray] = {}
     for name, value in weights.items():
@@ -291,6 +408,10 @@ def save_weights(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray]
                                "cannot store")
         tensors[name] = a
     try:
-        save_file(tensors, str(path), metadata=metadata)
-    except Exception as e:  # noqa: BLE001 - report any write failure without a traceback
+        data = save(tensors, metadata={LAYOUT_KEY: NEURALC_LAYOUT, **(metadata or {})})
+    except Exception as e:  # noqa: BLE001 - the library raises several types; none may escape
         raise WeightsError(f"cannot write weights to '{path}' ({e})") from None
+    try:
+        write_bytes(path, data)
+    except FileProblem as e:
+        raise WeightsError(f"cannot write weights to '{path}': {e.reason}") from None
