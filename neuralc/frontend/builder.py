@@ -16,12 +16,16 @@ from lark import Token, Tree
 
 from neuralc.diagnostics import DiagnosticEngine, did_you_mean, suggest
 from neuralc.frontend import ast
-from neuralc.frontend.scanner import SECTION_NAMES, Source
+from neuralc.frontend.recovery import parse_item
+from neuralc.frontend.scanner import SECTION_NAMES, Source, scan
+from neuralc.limits import NESTING
 from neuralc.location import FileLoc
 
 __all__ = ["Builder"]
 
 _INT = re.compile(r"\d+\Z")
+# A string whose text is a call (``"Adam(learning_rate=1e-4)"``) is read as that call.
+_QUOTED_CALL = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*\(.*\)\s*\Z", re.DOTALL)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "'": "'", '"': '"'}
 
 
@@ -42,12 +46,26 @@ class Builder:
         self.src = src
         self.diags = diags
         self.recovered = recovered  # statements were dropped: skip checks they may affect
+        self.value_depth = 0  # values being built inside each other (see value)
 
     # -- values ---------------------------------------------------------------------------
 
     def value(self, node: Tree | Token) -> ast.Value:
         if isinstance(node, Token):
             return self.token_value(node)
+        # Brackets are bounded by the scanner; a chain of operators (1 + 1 + ... + 1) nests
+        # as deep as it is long, and every later step walks values recursively.
+        if self.value_depth >= NESTING.value:
+            self.diags.error(f"this value nests operations more than {NESTING.value} deep; "
+                             f"{NESTING.exceeded()}", self.src.span(node))
+            return ast.Number(0, self.src.span(node))
+        self.value_depth += 1
+        try:
+            return self._value(node)
+        finally:
+            self.value_depth -= 1
+
+    def _value(self, node: Tree) -> ast.Value:
         span = self.src.span(node)
         kind = node.data
         if kind in ("add", "sub", "mul", "div"):
@@ -132,7 +150,7 @@ class Builder:
 
     def hpo(self, call: ast.Call) -> ast.Value:
         """``HPO(choice(...))``, ``HPO(range(...))``, ``HPO(log_range(...))``; else an error."""
-        kinds = ("choice", "range", "log_range")
+        kinds = ("choice", "range", "log_range", "categorical")
         inner = call.args[0] if len(call.args) == 1 and not call.kwargs else None
         if not isinstance(inner, ast.Call) or inner.name.lower() not in kinds:
             hint = did_you_mean(inner.name, kinds) if isinstance(inner, ast.Call) else ""
@@ -142,7 +160,8 @@ class Builder:
                 inner.span if inner is not None else call.span,
             )
             return call
-        kind = inner.name.lower()
+        # Neural writes categorical(...) for choice(...).
+        kind = "choice" if inner.name.lower() == "categorical" else inner.name.lower()
         n, names = len(inner.args), [k.name for k in inner.kwargs]
         if kind == "choice" and (n == 0 or names):
             self.diags.error("choice(...) takes one or more values and no keywords", inner.span)
@@ -151,6 +170,52 @@ class Builder:
         elif kind == "log_range" and (n != 2 or names):
             self.diags.error("log_range(...) takes (low, high)", inner.span)
         return ast.HPO(kind, inner.args, inner.kwargs, call.span)
+
+    def unquote_calls(self, v: ast.Value) -> ast.Value:
+        """Neural's quoted forms: ``optimizer: "Adam(learning_rate=1e-4)"`` and
+        ``SGD(learning_rate="ExponentialDecay(0.1, 1000, 0.96)")`` mean the call written inside
+        the string. Its text is parsed as DSL where it stands, so locations (and HPO names)
+        inside the string are those of the file."""
+        if isinstance(v, ast.String) and _QUOTED_CALL.match(v.value):
+            return self.embedded_value(v) or v
+        if isinstance(v, ast.Call):
+            for k in v.kwargs:
+                k.value = self.unquote_calls(k.value)
+            v.args = [self.unquote_calls(a) for a in v.args]
+        return v
+
+    def embedded_value(self, s: ast.String) -> ast.Value | None:
+        """The value written inside the string ``s``; None (after reporting) if it does not
+        parse. The text before the string is blanked, so positions stay the file's own."""
+        assert isinstance(s.span, FileLoc)
+        start = self.src.line_starts[s.span.line - 1] + s.span.col  # after the quote
+        end = self.src.line_starts[s.span.end_line - 1] + s.span.end_col - 2  # before it
+        blank = re.sub(r"[^\n]", " ", self.src.text[:start])
+        sub = Source(blank + self.src.text[start:end], self.src.file)
+        local = DiagnosticEngine()
+        tokens = scan(sub, local).tokens
+        if not tokens or local.has_errors():
+            self.diags.extend(local.diagnostics)
+            return None
+        first = tokens[0]
+
+        def synth(type_: str, text: str) -> Token:
+            return Token(type_, text, first.start_pos, first.line, first.column, first.line,
+                         first.column, first.start_pos)
+
+        wrapped = [synth("NETWORK", "network"), synth("NAME", "_"), synth("_LBRACE", "{"),
+                   synth("OPTIMIZER", "optimizer"), synth("_COLON", ":"), *tokens,
+                   Token("_RBRACE", "}", tokens[-1].end_pos, tokens[-1].end_line,
+                         tokens[-1].end_column, tokens[-1].end_line, tokens[-1].end_column,
+                         tokens[-1].end_pos)]
+        tree, _ = parse_item(sub, wrapped, set(), local)
+        if tree is None or local.has_errors():
+            self.diags.extend(local.diagnostics)
+            return None
+        net = Builder(sub, local, False).network(tree.children[0])
+        self.diags.extend(local.diagnostics)
+        section = net.sections.get("optimizer")
+        return section.value if section is not None and not local.has_errors() else None
 
     # -- layers ---------------------------------------------------------------------------
 
@@ -260,7 +325,10 @@ class Builder:
             facts = (self.dim_entry(d) for d in body.children)
             net.dims = [f for f in facts if f is not None]
         elif node.data == "value_section":
-            net.sections[canon] = ast.Section(canon, span, self.src.tok(kw), value=self.value(body))
+            value = self.value(body)
+            if canon in ("optimizer", "loss"):
+                value = self.unquote_calls(value)
+            net.sections[canon] = ast.Section(canon, span, self.src.tok(kw), value=value)
         elif node.data == "block_section":
             entries: list[ast.Kwarg] = []
             seen: dict[str, FileLoc] = {}

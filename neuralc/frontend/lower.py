@@ -68,6 +68,7 @@ class Lowering:
         if dims:
             module.attributes["dims"] = dims
         arg_types, arg_names, arg_locs = self._inputs(net)
+        self._unused_dims(net, arg_types)
         nominal = self._nominal_sizes(arg_types, dims)
         if nominal:
             module.attributes["dim_nominal"] = nominal
@@ -78,6 +79,14 @@ class Lowering:
         module.body.append(func)
         self.block = block
 
+        if not net.layers and net.inputs:
+            # An input passed through untouched is no model (Neural refuses it too).
+            if net.layers_span is None:
+                self.diags.error(f"network '{net.name}' has no 'layers:' section",
+                                 net.name_span).with_note("write 'layers:' followed by the layers")
+            else:
+                self.diags.error(f"network '{net.name}' has no layers after 'layers:'",
+                                 net.layers_span)
         named = {a.name_hint: a for a in block.args if a.name_hint}
         current = block.args[0] if len(block.args) == 1 else None
         scope = _Scope(current, named)
@@ -148,6 +157,15 @@ class Lowering:
             if facts is not None:
                 out[name] = facts
         return out
+
+    def _unused_dims(self, net: ast.Network, types: list[TensorType]) -> None:
+        """A ``dims { }`` entry for a symbol no input has is most likely a misspelt one."""
+        known = {BATCH} | {s for t in types for d in t.shape or () for s in symbols(d)}
+        for fact in net.dims:
+            if fact.name not in known:
+                self.diags.warning(
+                    f"dims: no input has a dimension '{fact.name}', so this says nothing"
+                    + did_you_mean(fact.name, sorted(known)), fact.span)
 
     def _dim_facts(self, name: str, r: ast.DimRange | None,
                    steps: list[tuple[int, Location]]) -> list[int | None] | None:
@@ -311,7 +329,7 @@ class Lowering:
             x = self._require_current(call, spec, scope)
             extra = self._value_operands(call, spec, attrs, scope)
             operands = [x, *extra] if x is not None and extra is not None else None
-            out = self._emit(call, spec, attrs, name, operands)
+            out = self._emit_stack(call, spec, attrs, name, operands, extra or [])
             if call.body is not None:
                 # On an ordinary layer a nested block means "these layers follow it".
                 child = scope.child(out if out is not None else scope.current)
@@ -342,7 +360,8 @@ class Lowering:
         return out
 
     def _require_current(self, call: ast.LayerCall, spec: LayerSpec, scope: _Scope) -> Value | None:
-        if scope.current is None:
+        # No input at all: the missing 'input:' section is the one error to report.
+        if scope.current is None and scope.named:
             names = ", ".join(f"'{n}'" for n in scope.named)
             self.diags.error(
                 f"{spec.name} has no single input to apply to: "
@@ -416,6 +435,24 @@ class Lowering:
             )
             return None
         return self._emit(call, spec, attrs, name, operands)
+
+    def _emit_stack(self, call: ast.LayerCall, spec: LayerSpec, attrs: dict | None, name: str,
+                    operands: list[Value] | None, extra: list[Value]) -> Value | None:
+        """One layer, or N of them for a stacking parameter (``num_layers=N``): each its own
+        op with its own weights, named as ``* N`` names copies (an explicit name gets _1...)."""
+        key = spec.extra.get("stack_param")
+        count = attrs.get(key, 1) if key and attrs is not None else 1
+        if key and attrs is not None:
+            attrs = {**attrs, key: 1}
+        out = self._emit(call, spec, attrs, name, operands)
+        explicit = any(k.name == "name" for k in call.kwargs)
+        for i in range(1, count):
+            if out is None:
+                break
+            layer = f"{name}_{i}" if explicit else self._layer_name(
+                ast.LayerCall(call.name, [], [], call.span, call.name_span), spec)
+            out = self._emit(call, spec, attrs, layer, [out, *extra])
+        return out
 
     def _emit(
         self,

@@ -19,15 +19,24 @@ from typing import Any
 from neuralc.diagnostics import CompileError, Diagnostic, DiagnosticEngine, did_you_mean
 from neuralc.frontend import ast
 from neuralc.frontend.values import EvalError, evaluate
-from neuralc.location import CallSiteLoc, FileLoc, FusedLoc, Location, UnknownLoc, in_macro
+from neuralc.limits import LAYERS, NESTING
+from neuralc.location import (
+    CallSiteLoc,
+    FileLoc,
+    FusedLoc,
+    Location,
+    UnknownLoc,
+    expansion_stack,
+    in_macro,
+)
 
-__all__ = ["expand", "MAX_REPEAT"]
-
-#: Upper bound for one ``* N``: a typo such as ``* 100000`` should be an error, not a hang.
-MAX_REPEAT = 10_000
-MAX_LAYERS = 100_000  # layers in one network after every expansion and repetition
+__all__ = ["expand"]
 
 _LOCATIONS = (FileLoc, CallSiteLoc, FusedLoc, UnknownLoc)
+
+
+class _TooManyLayers(Exception):
+    """The network's expansion passed ``LAYERS``: expansion stops, reported at the use site."""
 
 
 def expand(file: ast.File) -> ast.File:
@@ -43,19 +52,21 @@ def expand(file: ast.File) -> ast.File:
 
 
 def _nodes(x: Any) -> Iterator[Any]:
-    """Every AST node inside ``x`` (depth first), spans excluded."""
-    if isinstance(x, _LOCATIONS):
-        return
-    if dataclasses.is_dataclass(x) and not isinstance(x, type):
-        yield x
-        for f in dataclasses.fields(x):
-            yield from _nodes(getattr(x, f.name))
-    elif isinstance(x, (list, tuple)):
-        for item in x:
-            yield from _nodes(item)
-    elif isinstance(x, dict):
-        for item in x.values():
-            yield from _nodes(item)
+    """Every AST node inside ``x`` (depth first, in textual order), spans excluded.
+
+    A walk with an explicit stack: an AST is as deep as the text nests it."""
+    stack = [x]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, _LOCATIONS):
+            continue
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            yield x
+            stack.extend(getattr(x, f.name) for f in reversed(dataclasses.fields(x)))
+        elif isinstance(x, (list, tuple)):
+            stack.extend(reversed(x))
+        elif isinstance(x, dict):
+            stack.extend(reversed(list(x.values())))
 
 
 def _calls(items: list[ast.LayerItem]) -> Iterator[ast.LayerCall]:
@@ -101,7 +112,9 @@ class _Expander:
 
     def __init__(self, file: ast.File):
         self.diags = DiagnosticEngine()
-        self.expanded = 0  # layers added by repetition so far (see MAX_LAYERS)
+        self.max_layers = LAYERS.value
+        self.max_depth = NESTING.value
+        self.produced = 0  # layers of the current network so far (see LAYERS)
         self.macros: dict[str, ast.MacroDef] = {}
         for m in file.macros:
             first = self.macros.get(m.name)
@@ -140,16 +153,31 @@ class _Expander:
                 )
 
     def check_cycles(self) -> set[str]:
-        """Report each cycle of macros using each other once; return the macros on one."""
+        """Report each cycle of macros using each other once; return the macros on one.
+
+        A depth-first search with an explicit stack: a chain of a thousand macros, each using
+        the next, is a path a thousand deep."""
         on_cycle: set[str] = set()
         reported: set[frozenset[str]] = set()
         state: dict[str, int] = {}  # 1: on the DFS path, 2: done
         path: list[str] = []
+        todo: list[Iterator[ast.LayerCall]] = []
 
-        def visit(name: str) -> None:
+        def enter(name: str) -> None:
             state[name] = 1
             path.append(name)
-            for call in _calls(self.macros[name].body):
+            todo.append(_calls(self.macros[name].body))
+
+        for root in self.macros:
+            if root in state:
+                continue
+            enter(root)
+            while todo:
+                call = next(todo[-1], None)
+                if call is None:
+                    todo.pop()
+                    state[path.pop()] = 2
+                    continue
                 callee = call.name
                 if callee not in self.macros:
                     continue
@@ -163,13 +191,7 @@ class _Expander:
                             "recursive macro: " + " -> ".join(cycle), call.span
                         ).with_note("a macro cannot use itself, directly or through another")
                 elif callee not in state:
-                    visit(callee)
-            path.pop()
-            state[name] = 2
-
-        for name in self.macros:
-            if name not in state:
-                visit(name)
+                    enter(callee)
         return on_cycle
 
     def check_no_params(self, net: ast.Network) -> None:
@@ -182,7 +204,25 @@ class _Expander:
 
     def network(self, net: ast.Network) -> ast.Network:
         self.check_no_params(net)
-        return dataclasses.replace(net, layers=self.items(net.layers, ()))
+        self.produced = 0
+        layers: list[ast.LayerItem] = []
+        for item in net.layers:
+            try:
+                layers += self.items([item], ())
+            except _TooManyLayers:
+                # Reported at the top-level use that crossed the limit, before any more work.
+                where = item.repeat.span if isinstance(item, ast.LayerCall) and \
+                    item.repeat is not None else item.span
+                self.diags.error(f"this expands to more than {self.max_layers:,} layers in "
+                                 f"all; {LAYERS.exceeded()}", where)
+                break
+        return dataclasses.replace(net, layers=layers)
+
+    def count(self, n: int) -> None:
+        """``n`` more layers in the network; stops expansion past the limit."""
+        self.produced += n
+        if self.produced > self.max_layers:
+            raise _TooManyLayers
 
     def items(self, items: list[ast.LayerItem], stack: tuple[str, ...]) -> list[ast.LayerItem]:
         out: list[ast.LayerItem] = []
@@ -198,9 +238,11 @@ class _Expander:
         count = self.repeat_count(call)
         if count is None:
             return []
+        before = self.produced
         if call.name in self.macros:
             one = self.use(call, stack)
         else:
+            self.count(1)
             one = [dataclasses.replace(
                 call,
                 repeat=None,
@@ -208,14 +250,10 @@ class _Expander:
                 branches=[self.items(b, stack) for b in call.branches]
                 if call.branches is not None else None,
             )]
-        size = sum(1 for _ in _calls(one))
-        if size * count > MAX_LAYERS or self.expanded + size * count > MAX_LAYERS:
-            # Nested repeats multiply (R * 10000 of a macro holding Dense * 10000): stop early.
-            where = call.repeat.span if call.repeat is not None else call.span
-            self.diags.error(f"this expands to more than {MAX_LAYERS:,} layers in all",
-                             where)
-            return []
-        self.expanded += size * (count - 1)
+        if count > 1:
+            # Counted before copying: nested repeats multiply (R * 10000 of a macro holding
+            # Dense * 10000), and fan-out doubles at each level of macros.
+            self.count((self.produced - before) * (count - 1))
         out = list(one)
         for _ in range(count - 1):
             out.extend(copy.deepcopy(one))
@@ -234,10 +272,9 @@ class _Expander:
                 f"a repeat count must be a positive integer, got {_show(n)}", call.repeat.span
             )
             return None
-        if n > MAX_REPEAT:
-            self.diags.error(
-                f"a repeat count of {n} is more than the limit of {MAX_REPEAT}", call.repeat.span
-            )
+        if n > self.max_layers:
+            self.diags.error(f"a repeat count of {n} is more than the limit of "
+                             f"{self.max_layers} ({LAYERS.hint()})", call.repeat.span)
             return None
         return n
 
@@ -249,6 +286,14 @@ class _Expander:
         if m.name in stack:  # not reachable after check_cycles; kept as a guard against hangs
             cycle = list(stack[stack.index(m.name):]) + [m.name]
             self.diags.error("recursive macro: " + " -> ".join(cycle), call.span)
+            return []
+        if len(stack) >= self.max_depth:
+            # Reported once, at the use outside any macro that starts the chain.
+            chain = " -> ".join([*stack[:3], "...", *stack[-2:], m.name])
+            sites = expansion_stack(call.span)
+            self.diags.error(f"macros are used inside macros more than {self.max_depth} deep "
+                             f"({chain}); {NESTING.exceeded()}", sites[-1] if sites else
+                             call.span)
             return []
         if call.branches is not None:
             self.diags.error(

@@ -23,11 +23,12 @@ from pathlib import Path
 
 from lark.exceptions import LarkError
 
-from neuralc.diagnostics import SOURCES, CompileError, Diagnostic, DiagnosticEngine
+from neuralc.diagnostics import SOURCES, CompileError, Diagnostic, DiagnosticEngine, TooManyErrors
 from neuralc.frontend import ast
 from neuralc.frontend.builder import Builder
 from neuralc.frontend.recovery import parse_item
 from neuralc.frontend.scanner import SECTION_NAMES, Source, scan, split_items
+from neuralc.limits import ERRORS, SOURCE_BYTES
 from neuralc.location import FileLoc, primary
 
 __all__ = ["parse", "parse_file", "SECTION_NAMES"]
@@ -36,8 +37,13 @@ __all__ = ["parse", "parse_file", "SECTION_NAMES"]
 def parse(text: str, filename: str) -> ast.File:
     """Parse one ``.nr`` file; raise :class:`CompileError` carrying every error found."""
     SOURCES.add(filename, text)
+    start = FileLoc(filename, 1, 1, 1, 2)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > SOURCE_BYTES.value:
+        raise CompileError([Diagnostic("error", f"the model text holds {size:,} bytes; "
+                                       f"{SOURCE_BYTES.exceeded()}", start)])
     src = Source(text, filename)
-    diags = DiagnosticEngine()
+    diags = DiagnosticEngine(max_errors=ERRORS.value)
     networks: list[ast.Network] = []
     macros: list[ast.MacroDef] = []
     try:
@@ -60,14 +66,15 @@ def parse(text: str, filename: str) -> ast.File:
             repaired = {t.line for t in item if id(t) in scanned.tainted}
             diags.extend(d for d in local.diagnostics if _line(d) not in repaired)
     except LarkError as e:  # recovery feeds Lark by hand; never let its wording through
-        diags.error(f"cannot parse this file ({type(e).__name__})", FileLoc(filename, 1, 1, 1, 2))
-    except RecursionError:
-        diags.error("brackets are nested too deeply to parse", FileLoc(filename, 1, 1, 1, 2))
+        diags.error(f"cannot parse this file ({type(e).__name__})", start)
+    except TooManyErrors:
+        diags.diagnostics.sort(key=_position)
+        diags.diagnostics.append(Diagnostic(
+            "note", f"too many errors: stopped after the first {diags.max_errors:,} "
+            f"({ERRORS.hint()})"))
+        diags.check()
     if not networks and not macros and not diags.has_errors():
-        diags.error(
-            "the file holds no network; write 'network Name { ... }'",
-            FileLoc(filename, 1, 1, 1, 2),
-        )
+        diags.error("the file holds no network; write 'network Name { ... }'", start)
     diags.diagnostics.sort(key=_position)
     diags.check()
     return ast.File(filename, networks, macros)

@@ -13,6 +13,7 @@ or bracket error are not reported again.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,19 +69,35 @@ class _SyntaxError(Exception):
         self.index = index  # the bad token's index; len(tokens) for the end of the item
 
 
-def _clone(ip: InteractiveParser) -> InteractiveParser:
-    """An independent copy of a parser, cheap enough to take every few tokens.
+@dataclass
+class _Snapshot:
+    """A parser as it was before some token, cheap enough to take every few tokens.
 
-    Lark's tree builder appends to the children list of the tree on top of the value stack
-    when it extends a left-recursive ``item*`` list, so the trees on the stack are copied one
-    level deep; the trees below them are never touched again and stay shared.
+    Lark's tree builder extends a left-recursive ``item*`` list by appending to the children
+    of the tree on top of its value stack, and never touches the trees below. So a snapshot
+    shares the trees of the live parser and records how many children each had; the copy cut
+    back to those lengths is made only when parsing resumes from it (after an error, a few
+    dozen times per item at most). Copying at every snapshot instead would copy the network's
+    growing list of statements each time: quadratic in the size of the file.
     """
-    c = ip.copy(deepcopy_values=False)
-    c.parser_state.value_stack = [
-        Tree(v.data, list(v.children), v.meta) if isinstance(v, Tree) else v
-        for v in c.parser_state.value_stack
-    ]
-    return c
+
+    parser: InteractiveParser
+    lengths: list[int]  # children of each value on the stack; -1 for a token
+
+    @classmethod
+    def take(cls, ip: InteractiveParser) -> _Snapshot:
+        c = ip.copy(deepcopy_values=False)
+        return cls(c, [len(v.children) if isinstance(v, Tree) else -1
+                       for v in c.parser_state.value_stack])
+
+    def resume(self) -> InteractiveParser:
+        """An independent parser in the state of the snapshot."""
+        c = self.parser.copy(deepcopy_values=False)
+        c.parser_state.value_stack = [
+            Tree(v.data, v.children[:n], v.meta) if n >= 0 else v
+            for v, n in zip(c.parser_state.value_stack, self.lengths)
+        ]
+        return c
 
 
 class _Feeder:
@@ -96,11 +113,11 @@ class _Feeder:
     def __init__(self, tokens: list[Token]):
         self.tokens = tokens
         self.alive = [True] * len(tokens)
-        self.snaps: dict[int, InteractiveParser] = {0: _lark().parse_interactive("")}
+        self.snaps: dict[int, _Snapshot] = {0: _Snapshot.take(_lark().parse_interactive(""))}
 
     def _restore(self, upto: int) -> tuple[int, InteractiveParser]:
         k = max(i for i in self.snaps if i <= upto)
-        return k, _clone(self.snaps[k])
+        return k, self.snaps[k].resume()
 
     def run(self, resume_at: int) -> Tree:
         """Parse to the end, resuming at the last snapshot before ``resume_at``."""
@@ -111,7 +128,7 @@ class _Feeder:
             if not alive[j]:
                 continue
             if fed and fed % self.EVERY == 0 and j not in self.snaps:
-                self.snaps[j] = _clone(ip)
+                self.snaps[j] = _Snapshot.take(ip)
             try:
                 ip.feed_token(toks[j])
             except UnexpectedToken:

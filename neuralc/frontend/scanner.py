@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from lark import Token, Tree
 
 from neuralc.diagnostics import DiagnosticEngine
+from neuralc.limits import NESTING
 from neuralc.location import FileLoc
 
 __all__ = [
@@ -242,6 +243,27 @@ def split_items(src: Source, scan: Scan, diags: DiagnosticEngine) -> list[list[T
     items: list[list[Token]] = []
     out: list[Token] = []
     stack: list[int] = []  # indices into ``out`` of the open brackets
+    # Braces whose '}' starts a line indented unlike the line of their '{': (opener, the
+    # token before the closer, the closer). Where a '}' is missing, the one left open is
+    # most likely such an opener, its '}' taken by the enclosing block.
+    misindented: list[tuple[Token, Token, Token]] = []
+
+    def indent(line: int) -> int:
+        start = src.line_starts[line - 1]
+        end = src.line_starts[line] if line < len(src.line_starts) else len(src.text)
+        text = src.text[start:end]
+        return len(text) - len(text.lstrip(" \t"))
+
+    def left_open(opener: Token) -> tuple[Token, Token] | None:
+        """The brace inside ``opener``'s block that was probably never closed, with the token
+        its missing '}' belongs after."""
+        want = indent(opener.line)
+        for inner, before, closer in reversed(misindented):
+            if inner.start_pos <= opener.start_pos:
+                break
+            if indent(closer.line) == want:
+                return inner, before
+        return None
 
     def close_missing(down_to: int) -> None:
         while len(stack) > down_to:
@@ -256,9 +278,13 @@ def split_items(src: Source, scan: Scan, diags: DiagnosticEngine) -> list[list[T
                         break
             prev = out[at - 1]
             if not any(id(t) in scan.tainted for t in out[o:at]):
+                shown, where = opener, prev
+                guess = left_open(opener) if opener.type == "_LBRACE" else None
+                if guess is not None:
+                    shown, where = guess
                 diags.error(
-                    f"missing '{PUNCT_TEXT[closer]}' to close '{opener.value}'", src.after(prev)
-                ).with_note(f"'{opener.value}' opened here", src.tok(opener))
+                    f"missing '{PUNCT_TEXT[closer]}' to close '{opener.value}'", src.after(where)
+                ).with_note(f"'{opener.value}' opened here", src.tok(shown))
             synth = _synthetic(closer, prev)
             scan.tainted.add(id(synth))
             out.insert(at, synth)
@@ -269,11 +295,17 @@ def split_items(src: Source, scan: Scan, diags: DiagnosticEngine) -> list[list[T
             items.append(out)
         out = []
 
+    max_depth = NESTING.value
     for tok in scan.tokens:
         if tok.type in ("NETWORK", "DEFINE"):
             close_missing(0)
             end_item()
         if tok.type in OPEN:
+            if len(stack) >= max_depth:
+                # Every later step walks the nesting; past the limit the file is not parsed.
+                diags.error(f"brackets nest more than {max_depth} deep here; "
+                            f"{NESTING.exceeded()}", src.tok(tok))
+                return []
             stack.append(len(out))
             out.append(tok)
         elif tok.type in CLOSE:
@@ -286,7 +318,10 @@ def split_items(src: Source, scan: Scan, diags: DiagnosticEngine) -> list[list[T
                     scan.tainted.add(id(out[-1]))
                 continue
             close_missing(depth + 1)
-            stack.pop()
+            o = stack.pop()
+            if (tok.type == "_RBRACE" and out and tok.column == indent(tok.line) + 1
+                    and indent(tok.line) != indent(out[o].line)):
+                misindented.append((out[o], out[-1], tok))
             out.append(tok)
             if not stack and tok.type == "_RBRACE":
                 end_item()

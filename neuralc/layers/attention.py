@@ -84,6 +84,52 @@ def sequence_shape(t: TensorType, layer: str, what: str = "input") -> tuple[Dim,
     return shape
 
 
+def positions_shape(t: TensorType, layer: str, what: str = "input") -> tuple[Dim, ...]:
+    """A sequence ``(batch, seq, features)`` or a feature map ``(batch, h, w[, d], features)``.
+
+    On a feature map attention runs over every axis but batch and features, jointly (Keras's
+    default ``attention_axes``), which is attention over the flattened positions: see
+    :func:`flat_positions`. Returns the shape as given.
+    """
+    assert t.shape is not None
+    if len(t.shape) in (4, 5):
+        return sequence_shape(t.with_shape((t.shape[0], _positions(t.shape), t.shape[-1])),
+                              layer, what) and t.shape
+    return sequence_shape(t, layer, what)
+
+
+def _positions(shape: tuple[Dim, ...]) -> Dim:
+    n: Dim = 1
+    for d in shape[1:-1]:
+        n = n * d
+    return n
+
+
+def flat_sequence(t: TensorType, layer: str, what: str = "input") -> tuple[Dim, ...]:
+    """The ``(batch, positions, features)`` that attention sees for a sequence or feature map."""
+    shape = positions_shape(t, layer, what)
+    return (shape[0], _positions(shape), shape[-1])
+
+
+def flat_positions(x: np.ndarray) -> np.ndarray:
+    """(N, h, w, C) -> (N, h * w, C): a feature map as the sequence of its positions."""
+    return x.reshape(x.shape[0], -1, x.shape[-1]) if x.ndim > 3 else x
+
+
+def lower_flat_positions(b: TensorBuilder, x: Value) -> Value:
+    """The lowering of :func:`flat_positions` (a reshape; nothing for a sequence)."""
+    shape = x.type.shape
+    return b.reshape(x, (shape[0], _positions(shape), shape[-1])) if len(shape) > 3 else x
+
+
+def lower_unflat_positions(b: TensorBuilder, y: Value, like: Value) -> Value:
+    """The inverse of :func:`lower_flat_positions`: ``y``'s features on ``like``'s positions."""
+    shape = like.type.shape
+    if len(shape) <= 3:
+        return y
+    return b.reshape(y, (*shape[:-1], y.type.shape[-1]))
+
+
 def unify_batch(ctx: ShapeContext, a: Dim, b: Dim, layer: str, what: str) -> Dim:
     """Query and context come from the same samples: their batch dims are one dim."""
     try:
@@ -243,8 +289,9 @@ def _mha_dims(attrs: dict) -> tuple[int, int, int]:
 
 
 def _mha_shapes(attrs: dict, ins: list[TensorType]) -> tuple[tuple[Dim, ...], tuple[Dim, ...]]:
-    q = sequence_shape(ins[0], MHA, "input")
-    kv = sequence_shape(ins[1], MHA, f"context '{attrs['context']}'") if len(ins) > 1 else q
+    """Query and context as (batch, positions, features): a feature map's positions flattened."""
+    q = flat_sequence(ins[0], MHA, "input")
+    kv = flat_sequence(ins[1], MHA, f"context '{attrs['context']}'") if len(ins) > 1 else q
     return q, kv
 
 
@@ -256,7 +303,8 @@ def _mha_shape(attrs: dict, ins: list[TensorType], ctx: ShapeContext) -> list[Te
     static_dim(q[-1], MHA, "number of query features")
     static_dim(kv[-1], MHA, "number of context features")
     out = attrs["output_shape"] if attrs["output_shape"] is not None else q[-1]
-    return [ins[0].with_shape((batch, q[1], out))]
+    assert ins[0].shape is not None
+    return [ins[0].with_shape((batch, *ins[0].shape[1:-1], out))]
 
 
 def _mha_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
@@ -279,8 +327,8 @@ def _mha_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
 
 def _mha_reference(attrs: dict, xs: list[np.ndarray],
                    w: dict[str, np.ndarray]) -> list[np.ndarray]:
-    xq = xs[0]
-    xkv = xs[1] if len(xs) > 1 else xq
+    xq = flat_positions(xs[0])
+    xkv = flat_positions(xs[1]) if len(xs) > 1 else xq
     ws = {
         "wq": w["q_proj.weight"], "wk": w["k_proj.weight"], "wv": w["v_proj.weight"],
         "wo": w["out_proj.weight"],
@@ -288,13 +336,13 @@ def _mha_reference(attrs: dict, xs: list[np.ndarray],
         "bo": w.get("out_proj.bias"),
     }
     y = multi_head(xq, xkv, ws, attrs["num_heads"], attrs["causal"])
-    return [y.astype(np.float32)]
+    return [y.reshape(*xs[0].shape[:-1], y.shape[-1]).astype(np.float32)]
 
 
 def _mha_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
     """Four projections (matmul + bias), heads split by reshape/transpose, one attention op."""
-    xq = xs[0]
-    xkv = xs[1] if len(xs) > 1 else xq
+    xq = lower_flat_positions(b, xs[0])
+    xkv = lower_flat_positions(b, xs[1]) if len(xs) > 1 else xq
 
     def proj(name: str, x: Value) -> Value:
         weight = b.weight(f"{name}.weight")
@@ -303,7 +351,7 @@ def _mha_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
 
     o = lower_heads_attention(b, proj("q_proj", xq), proj("k_proj", xkv), proj("v_proj", xkv),
                               attrs["num_heads"], attrs["causal"])
-    return [proj("out_proj", o)]
+    return [lower_unflat_positions(b, proj("out_proj", o), xs[0])]
 
 
 def _mha_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> Dim:

@@ -358,6 +358,9 @@ class WeightSpec:
     shape: tuple[int, ...]
     init: Init
     dtype: str = "f32"  # "i64" for counters such as BatchNorm's num_batches_tracked
+    # A file may leave it out (a training counter that inference never reads); its
+    # initial value is used then.
+    optional: bool = False
 
 
 # -- shape rules -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ PyTorch model.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -77,7 +78,7 @@ def _bn_weights(attrs: dict, ins: list[TensorType]) -> dict[str, WeightSpec]:
         w["bias"] = WeightSpec((c,), ZEROS)
     w["running_mean"] = WeightSpec((c,), ZEROS)
     w["running_var"] = WeightSpec((c,), ONES)
-    w["num_batches_tracked"] = WeightSpec((), Init("const", 0.0), dtype="i64")
+    w["num_batches_tracked"] = WeightSpec((), Init("const", 0.0), dtype="i64", optional=True)
     return w
 
 
@@ -296,8 +297,20 @@ def _norm_flops(attrs: dict, ins: list[TensorType], outs: list[TensorType]) -> D
     return 8 * per_sample(ins[0].shape)
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+def _divisor_hint(n: int, near: int, shown: int = 12) -> str:
+    """Up to ``shown`` divisors of ``n``, the ones nearest ``near``, for an error's hint.
+
+    Trial division up to the square root, and only for ``n`` up to 10^12: a channel count
+    typed as 99999999977 must not make the error message itself take minutes."""
+    root = math.isqrt(n)
+    if root > 10**6:
+        return f"choose groups among the divisors of {n}"
+    small = [d for d in range(1, root + 1) if n % d == 0]
+    divisors = small + [n // d for d in reversed(small) if d * d != n]
+    if len(divisors) > shown:
+        divisors = sorted(sorted(divisors, key=lambda d: (abs(d - near), d))[:shown])
+        return f"choose groups among the divisors of {n}, such as {', '.join(map(str, divisors))}"
+    return f"choose groups among the divisors of {n}: {', '.join(map(str, divisors))}"
 
 
 # -- GroupNormalization ----------------------------------------------------------------------------
@@ -325,8 +338,7 @@ def _gn_layout(attrs: dict, t: TensorType) -> tuple[int, int, int]:
         raise ShapeError(
             f"GroupNormalization groups={groups} must divide the number of channels {c} "
             f"(input {shape_str(shape)})",
-            "choose groups among the divisors of "
-            f"{c}: {', '.join(str(d) for d in _divisors(c))}",
+            _divisor_hint(c, groups),
         )
     return axis, c, groups
 

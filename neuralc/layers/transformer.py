@@ -34,10 +34,14 @@ from neuralc.ir.dims import Dim
 from neuralc.ir.shapes import ShapeContext, ShapeError
 from neuralc.ir.types import TensorType, shape_str
 from neuralc.layers.attention import (
+    flat_positions,
+    flat_sequence,
     layer_norm,
     linear,
+    lower_flat_positions,
     lower_heads_attention,
     lower_linear,
+    lower_unflat_positions,
     mha_flops,
     multi_head,
     sequence_shape,
@@ -69,8 +73,11 @@ DEC = "TransformerDecoder"
 
 
 def _d_model(attrs: dict, t: TensorType, layer: str) -> tuple[tuple[Dim, ...], int]:
-    """The input's shape and its static width, divisible by num_heads."""
-    shape = sequence_shape(t, layer)
+    """The input as (batch, positions, features) and its static width, divisible by num_heads.
+
+    The encoder also takes a feature map (batch, h, w, c): it attends over all its positions
+    (Keras's attention_axes), as over the sequence of the flattened positions."""
+    shape = flat_sequence(t, layer) if layer == ENC else sequence_shape(t, layer)
     d = static_dim(shape[2], layer, "model width (d_model, the input's last dim)")
     h = attrs["num_heads"]
     if d % h:
@@ -173,7 +180,7 @@ def _feed_forward(attrs: dict, x: np.ndarray, w: dict[str, np.ndarray]) -> np.nd
 
 def _enc_reference(attrs: dict, xs: list[np.ndarray],
                    w: dict[str, np.ndarray]) -> list[np.ndarray]:
-    x = xs[0].astype(np.float64)
+    x = flat_positions(xs[0]).astype(np.float64)
     h = attrs["num_heads"]
 
     def sa(t: np.ndarray) -> np.ndarray:
@@ -185,7 +192,7 @@ def _enc_reference(attrs: dict, xs: list[np.ndarray],
     else:
         x = _norm(attrs, x + sa(x), w, 1)
         x = _norm(attrs, x + _feed_forward(attrs, x, w), w, 2)
-    return [x.astype(np.float32)]
+    return [x.reshape(xs[0].shape).astype(np.float32)]
 
 
 def _dec_reference(attrs: dict, xs: list[np.ndarray],
@@ -281,10 +288,11 @@ def _lower_block(b: TensorBuilder, attrs: dict, x: Value,
 
 
 def _enc_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
-    return [_lower_block(b, attrs, xs[0], [
+    y = _lower_block(b, attrs, lower_flat_positions(b, xs[0]), [
         lambda t: _lower_self_attention(b, attrs, t, "self_attn", attrs["causal"]),
         lambda t: _lower_feed_forward(b, attrs, t),
-    ])]
+    ])
+    return [lower_unflat_positions(b, y, xs[0])]
 
 
 def _dec_lower(b: TensorBuilder, attrs: dict, xs: list[Value]) -> list[Value]:
@@ -340,14 +348,23 @@ _HEADS = Param("num_heads", Int(min=1), aliases=("nhead",),
                doc="attention heads; must divide d_model")
 _FF = Param("ff_dim", Int(min=1), aliases=("dim_feedforward", "intermediate_dim"),
             doc="width of the feed-forward layer")
+# Neural's TensorFlow backend defaults (num_heads=8, ff_dim=512), so its programs mean the same.
+_ENC_HEADS = Param("num_heads", Int(min=1), 8, aliases=("nhead",),
+                   doc="attention heads; must divide d_model")
+_ENC_FF = Param("ff_dim", Int(min=1), 512, aliases=("dim_feedforward", "intermediate_dim"),
+                doc="width of the feed-forward layer")
+_NUM_LAYERS = Param("num_layers", Int(min=1, max=1000), 1,
+                    doc="N stacked encoder layers, each with its own weights (the frontend "
+                        "writes them as N layers, named as with * N)")
 
 TRANSFORMER_ENCODER = register(LayerSpec(
     name=ENC,
-    params=(_HEADS, _FF, *_common_params(False, ("is_causal",))),
+    params=(_ENC_HEADS, _ENC_FF, *_common_params(False, ("is_causal",)), _NUM_LAYERS),
     positional=("num_heads", "ff_dim", "dropout", "activation"),
     shape=_enc_shape, reference=_enc_reference, weights=_enc_weights, flops=_enc_flops,
     lower=_enc_lower,
-    aliases=("TransformerEncoderLayer",),
+    aliases=("TransformerEncoderLayer", "Transformer"),
+    extra={"stack_param": "num_layers"},
     doc="torch.nn.TransformerEncoderLayer (batch_first): self-attention and feed-forward.",
     example="TransformerEncoder(4, 128, activation=\"gelu\")",
 ))

@@ -138,10 +138,15 @@ class LayoutPass(Pass):
     summary = "run convolutions in the target's layout, cancelling the transposes it needs"
     target: str = "channels_first"
 
-    def run(self, module: Module, ctx: PassContext) -> None:
+    def option_problem(self) -> str | None:
         if self.target not in LAYOUTS:
-            ctx.diags.error(f"layout: unknown target layout '{self.target}'; "
-                            f"use {' or '.join(LAYOUTS)}")
+            return f"unknown target layout '{self.target}'; use {' or '.join(LAYOUTS)}"
+        return None
+
+    def run(self, module: Module, ctx: PassContext) -> None:
+        problem = self.option_problem()
+        if problem is not None:
+            ctx.diags.error(f"layout: {problem}")
             return
         if self.target == "channels_first":
             to_channels_first(module)

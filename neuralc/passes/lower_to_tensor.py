@@ -38,8 +38,13 @@ class LowerToTensorPass(Pass):
                                     "yet", op.location)
                     continue
                 ins = [v.type for v in op.operands]
-                b = TensorBuilder(op, spec.weights(op.attributes, ins), unifier, rewriter)
+                if any(t.shape is None for t in ins):
+                    ctx.diags.error(f"lower-to-tensor needs inferred shapes, but {spec.name} "
+                                    f"'{op.attributes.get('name')}' reads a value of unknown "
+                                    "shape; run shape-infer first", op.location)
+                    continue
                 try:
+                    b = TensorBuilder(op, spec.weights(op.attributes, ins), unifier, rewriter)
                     outs = spec.lower(b, op.attributes, list(op.operands))
                 except (NotImplementedError, ShapeError) as e:
                     ctx.diags.error(f"{spec.name} '{op.attributes.get('name')}' cannot be "

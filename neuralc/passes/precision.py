@@ -264,10 +264,15 @@ class PrecisionPass(Pass):
 
     mode: str = "fp32"
 
-    def run(self, module: Module, ctx: PassContext) -> None:
+    def option_problem(self) -> str | None:
         if self.mode not in MODES:
-            ctx.diags.error(f"precision: unknown mode '{self.mode}'; use one of "
-                            f"{', '.join(MODES)}")
+            return f"unknown mode '{self.mode}'; use one of {', '.join(MODES)}"
+        return None
+
+    def run(self, module: Module, ctx: PassContext) -> None:
+        problem = self.option_problem()
+        if problem is not None:
+            ctx.diags.error(f"precision: {problem}")
             return
         if self.mode == "fp32":
             return

@@ -171,10 +171,12 @@ def test_mha_symbolic_shapes() -> None:
 
 
 @pytest.mark.parametrize("shape,match", [
-    (("batch", 28, 28, 1), r"expects input \(batch, seq, features\), got \(batch, 28, 28, 1\)"),
+    (("batch", 2, 2, 2, 2, 1),
+     r"expects input \(batch, seq, features\), got \(batch, 2, 2, 2, 2, 1\)"),
     (("batch", 16), r"expects input \(batch, seq, features\), got \(batch, 16\)"),
 ])
 def test_mha_wants_sequences(shape: tuple, match: str) -> None:
+    """A sequence, or a feature map of rank 4 or 5 (issue 15: attention over its positions)."""
     s = spec("MultiHeadAttention")
     with pytest.raises(ShapeError, match=match) as e:
         s.shape(make_attrs(s, 2, 4), [ttype(*shape)], SimpleContext())

@@ -231,13 +231,14 @@ def test_params_defaults_and_aliases() -> None:
     enc, dec = spec("TransformerEncoder"), spec("TransformerDecoder")
     common = {"dropout": 0.1, "activation": "relu", "norm_first": False, "epsilon": 1e-5,
               "use_bias": True}
-    assert make_attrs(enc, 4, 64) == {"num_heads": 4, "ff_dim": 64, **common, "causal": False}
+    assert make_attrs(enc, 4, 64) == {"num_heads": 4, "ff_dim": 64, **common, "causal": False,
+                                      "num_layers": 1}
     assert make_attrs(dec, 4, 64, "src") == {"num_heads": 4, "ff_dim": 64, "memory": "src",
                                              **common, "causal": True}
     assert make_attrs(enc, nhead=2, dim_feedforward=8, layer_norm_eps=1e-6, normalize_first=True,
                       activation="GELU") == \
         {"num_heads": 2, "ff_dim": 8, **common, "epsilon": 1e-6, "norm_first": True,
-         "activation": "gelu", "causal": False}
+         "activation": "gelu", "causal": False, "num_layers": 1}
     assert make_attrs(dec, 2, 8, context="enc", tgt_is_causal=False)["causal"] is False
     assert make_attrs(enc, 2, 8, 0.2, "gelu")["dropout"] == 0.2
     with pytest.raises(ParamError, match="missing the required parameter 'memory'"):

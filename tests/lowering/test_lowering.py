@@ -321,7 +321,7 @@ def test_two_networks_with_one_name():
 
 def test_nested_repeats_are_capped():
     out = errors_of("define R { Dense(2) * 10000 }\nnetwork N {\n  input: (4,)\n  layers:\n    R * 10000\n}\n")
-    assert "expands to more than 100,000 layers in all" in out
+    assert "expands to more than 10,000 layers in all" in out
 
 
 def test_absurd_numbers_are_located_errors():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neuralc.backends import pysource
 from neuralc.backends.base import BackendError, BackendOptions
 from neuralc.backends.keras.pycode import identifier, literal, wrap
 from neuralc.backends.keras.registry import (
@@ -186,8 +187,9 @@ class ModuleWriter:
                          for n, s in specs.items())
         loads = "".join("    " + "\n    ".join(wrap(line, 4)) + "\n" for line in self.weight_lines)
         parts = [
-            HEADER.format(network=network, source=source, file=Path(source).stem + ".py",
-                          usage=_usage(inputs)),
+            HEADER.format(network=network, source=pysource.doc(source),
+                          file=pysource.doc(Path(source).stem + ".py"),
+                          usage=pysource.doc(_usage(inputs))),
             IMPORTS + "\n"
             f"NETWORK = {literal(network)}\n"
             "# Each input: name -> (shape without the batch axis, None where symbolic; dtype).\n"
@@ -207,10 +209,13 @@ class ModuleWriter:
             "def load_weights_safetensors(model: keras.Model, path: str | Path) -> None:\n"
             '    """Set every layer\'s weights from a neuralc/PyTorch safetensors file.\n\n'
             "    The file must hold exactly WEIGHT_SHAPES (a PyTorch state_dict of the same\n"
-            "    network does); layouts are converted to Keras's as each line says.\n"
+            "    network does; BatchNorm's num_batches_tracked may be left out).\n"
             '    """\n'
-            + ("    t = _read_safetensors(path, WEIGHT_SHAPES)\n" + loads if loads else
-               "    _read_safetensors(path, WEIGHT_SHAPES)\n"),
+            "    _assign_weights(model, _read_safetensors(path, WEIGHT_SHAPES))\n\n\n"
+            "def _assign_weights(model: keras.Model, t: dict[str, np.ndarray]) -> None:\n"
+            '    """Set the layers\' weights from neuralc\'s tensors ``t``, converting each\n'
+            '    layout to Keras\'s as its line says."""\n'
+            + (loads if loads else "    return None\n"),
             train_src,
             TRAIN_AND_MAIN,
         ]
@@ -245,6 +250,10 @@ KERAS_BACKEND=torch). It needs keras, numpy and safetensors. From the command li
 
     python {file} predict -x x.npy [-o y.npy]
     python {file} train -x x.npy -y y.npy [--epochs N] [--save m.keras]
+        [--out w.safetensors]
+
+train --out writes neuralc's weights file (run it with neuralc run --weights); predict and
+train --weights read either a safetensors file or a .keras file that train --save wrote.
 
 Inputs (one .npy file each, in this order, or NAME=FILE):
 {usage}
@@ -262,7 +271,50 @@ import numpy as np
 from keras import layers, ops
 """
 
-TRAIN_AND_MAIN = '''def compile_model(model: keras.Model, loss=None) -> keras.Model:
+TRAIN_AND_MAIN = '''def save_weights_safetensors(model: keras.Model, path: str | Path) -> None:
+    """Write the model's weights as neuralc's safetensors file (PyTorch names and layouts):
+    the inverse of load_weights_safetensors, so neuralc runs a model trained here.
+
+    Each conversion only moves values, so the inverse is found by loading one probe tensor
+    at a time (its elements numbered 1, 2, ...) and reading where they land; where two
+    tensors land on one Keras weight (an LSTM's two biases, which Keras sums), the first gets
+    the value and the others zero, which keeps their sum.
+    """
+    from safetensors.numpy import save_file
+
+    variables = model.weights
+    values = [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+    taken = [np.zeros(v.shape, bool) for v in values]
+    names = [n for n in WEIGHT_SHAPES if not n.endswith(".num_batches_tracked")]
+    zeros = {n: np.zeros(s, np.float32) for n, s in WEIGHT_SHAPES.items()}
+    out: dict[str, np.ndarray] = {}
+    try:
+        for name in names:
+            shape = WEIGHT_SHAPES[name]
+            probe = np.arange(1, int(np.prod(shape, dtype=np.int64)) + 1, dtype=np.float32)
+            _assign_weights(model, {**zeros, name: probe.reshape(shape)})
+            flat = np.zeros(probe.size, np.float32)
+            for var, value, used in zip(variables, values, taken):
+                where = np.array(keras.ops.convert_to_numpy(var)).astype(np.int64)
+                hit = (where > 0) & ~used
+                flat[where[hit] - 1] = value[hit]
+                used |= where > 0
+            out[name] = flat.reshape(shape)
+    finally:
+        for var, value in zip(variables, values):
+            var.assign(value)
+    save_file(out, str(path), metadata={"neuralc_layout": "channels_last"})
+
+
+def _load_any_weights(model: keras.Model, path: str | Path) -> None:
+    """A safetensors file (neuralc's names) or a .keras file written by train --save."""
+    if str(path).endswith(".keras"):
+        model.load_weights(str(path))  # its weights only: no code or config is loaded
+    else:
+        load_weights_safetensors(model, path)
+
+
+def compile_model(model: keras.Model, loss=None) -> keras.Model:
     """Compile with the model file's optimizer, loss and metrics."""
     model.compile(optimizer=make_optimizer(), loss=loss if loss is not None else make_loss(),
                   metrics=METRICS)
@@ -334,8 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(command)
         p.add_argument("--input", "-x", action="append", required=True,
                        metavar="[NAME=]FILE.npy", help="an input array; repeat for each input")
-        p.add_argument("--weights", "-w", metavar="FILE.safetensors",
-                       help=f"weights to start from (default: {WEIGHTS_FILE.name} if present)")
+        p.add_argument("--weights", "-w", metavar="FILE",
+                       help="weights to start from: .safetensors (neuralc's) or .keras (train "
+                       f"--save's); default: {WEIGHTS_FILE.name} if present")
         p.add_argument("--no-weights", action="store_true",
                        help="start from Keras's initialisers, not a weights file")
         if command == "predict":
@@ -348,13 +401,15 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--validation-split", type=float, default=VALIDATION_SPLIT)
             p.add_argument("--loss", help="a Keras loss name, instead of the model file's")
             p.add_argument("--save", metavar="FILE.keras", help="save the trained model")
+            p.add_argument("--out", metavar="FILE.safetensors",
+                           help="save the trained weights as neuralc's safetensors file")
     args = parser.parse_args(argv)
     x = _model_inputs(args.input)
     model = build_model()
     weights = None if args.no_weights else (
         args.weights or (WEIGHTS_FILE if WEIGHTS_FILE.exists() else None))
     if weights is not None:
-        load_weights_safetensors(model, weights)
+        _load_any_weights(model, weights)
     else:
         print("note: no weights file; starting from Keras's initialisers", file=sys.stderr)
     if args.command == "predict":
@@ -377,6 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.save:
         model.save(args.save)
         print(f"wrote {args.save}")
+    if args.out:
+        save_weights_safetensors(model, args.out)
+        print(f"wrote {args.out}")
     return 0
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import keyword
-import re
 from typing import Any
 
+from neuralc.backends import pysource
 from neuralc.backends.keras.registry import fixed
 from neuralc.ir.dims import Expr
 
@@ -30,7 +29,7 @@ def literal(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # double quotes, as the rest of the generated code
+        return pysource.string(value)  # double quotes, as the rest of the generated code
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (list, tuple)):
@@ -61,8 +60,9 @@ class Code:
 
 
 def identifier(name: str, taken: set[str]) -> str:
-    """A fresh Python identifier for a layer or input name, not in ``taken`` (then added)."""
-    base = re.sub(r"\W", "_", name) or "v"
+    """A fresh Python identifier for a layer or input name, not in ``taken`` (then added);
+    Python reads it back as itself (pysource: ``ﬁ`` and ``fi`` may not become one name)."""
+    base = pysource.identifier(name) or "v"
     if base[0].isdigit():
         base = "v_" + base
     if keyword.iskeyword(base) or base in RESERVED or base.startswith("__"):

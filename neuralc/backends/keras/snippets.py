@@ -76,7 +76,9 @@ def _read_safetensors(path: str | Path, expected: dict[str, tuple[int, ...]]
             tensors[name] = np.frombuffer(data, dtype=_FILE_DTYPES[info["dtype"]]).reshape(shape)
         else:
             problems.append(f"{name} has the unsupported dtype {info['dtype']}")
-    problems += [f"missing tensor {n}" for n in expected if n not in tensors]
+    # BatchNorm's step counter is optional: inference never reads it.
+    problems += [f"missing tensor {n}" for n in expected
+                 if n not in tensors and not n.endswith(".num_batches_tracked")]
     problems += [f"unexpected tensor {n}" for n in tensors if n not in expected]
     problems += [f"{n} has shape {tensors[n].shape}, expected {s}"
                  for n, s in expected.items() if n in tensors and tensors[n].shape != s]

@@ -11,20 +11,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from neuralc.backends import pysource
 from neuralc.backends.keras.pycode import Code, call, literal
 from neuralc.diagnostics import Diagnostic, did_you_mean
 from neuralc.frontend.sections import TrainingConfig
+from neuralc.frontend.training_names import (
+    OPTIMIZER_ALIASES,
+    canonical_loss,
+    loss_names,
+    optimizer_params,
+    schedule_params,
+)
 from neuralc.frontend.values import CallValue
 from neuralc.location import Location
 
+# The language's losses (frontend/training_names.py) as Keras classes.
 LOSSES = {
     "binary_crossentropy": "BinaryCrossentropy",
-    "binary_focal_crossentropy": "BinaryFocalCrossentropy",
     "categorical_crossentropy": "CategoricalCrossentropy",
-    "categorical_focal_crossentropy": "CategoricalFocalCrossentropy",
     "categorical_hinge": "CategoricalHinge",
     "cosine_similarity": "CosineSimilarity",
-    "dice": "Dice",
     "hinge": "Hinge",
     "huber": "Huber",
     "kl_divergence": "KLDivergence",
@@ -36,45 +42,13 @@ LOSSES = {
     "poisson": "Poisson",
     "sparse_categorical_crossentropy": "SparseCategoricalCrossentropy",
     "squared_hinge": "SquaredHinge",
-    "tversky": "Tversky",
 }
-LOSS_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
-                "mape": "mean_absolute_percentage_error",
-                "msle": "mean_squared_logarithmic_error", "kld": "kl_divergence",
-                "logcosh": "log_cosh", "huber_loss": "huber"}
 KERAS_KNOWN_ALIASES = {"mse", "mae", "mape", "msle", "kld"}  # keras.losses.get takes these
 
-_COMMON = ("learning_rate", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm",
-           "use_ema", "ema_momentum", "ema_overwrite_frequency", "loss_scale_factor",
-           "gradient_accumulation_steps")
-OPTIMIZER_KWARGS = {
-    "Adam": ("beta_1", "beta_2", "epsilon", "amsgrad"),
-    "AdamW": ("beta_1", "beta_2", "epsilon", "amsgrad"),
-    "SGD": ("momentum", "nesterov"),
-    "RMSprop": ("rho", "momentum", "epsilon", "centered"),
-    "Adagrad": ("initial_accumulator_value", "epsilon"),
-    "Adadelta": ("rho", "epsilon"),
-    "Adamax": ("beta_1", "beta_2", "epsilon"),
-    "Nadam": ("beta_1", "beta_2", "epsilon"),
-}
-_TORCH_SPELLINGS = {"lr": "learning_rate", "eps": "epsilon", "alpha": "rho"}
-
-# Schedules: Keras class, parameter order, aliases, fixed extra arguments.
-SCHEDULES: dict[str, tuple[str, tuple[str, ...], dict[str, str], dict[str, Any]]] = {
-    "ExponentialDecay": ("ExponentialDecay",
-                         ("initial_learning_rate", "decay_steps", "decay_rate", "staircase"),
-                         {}, {}),
-    # Step decay: lr * rate ** floor(step / steps), which is ExponentialDecay with a staircase.
-    "StepDecay": ("ExponentialDecay", ("initial_learning_rate", "decay_steps", "decay_rate"),
-                  {"step_size": "decay_steps", "drop_every": "decay_steps",
-                   "gamma": "decay_rate", "drop_rate": "decay_rate", "factor": "decay_rate"},
-                  {"staircase": True}),
-    "CosineDecay": ("CosineDecay",
-                    ("initial_learning_rate", "decay_steps", "alpha", "warmup_target",
-                     "warmup_steps"), {}, {}),
-}
-_SCHEDULE_ALIASES = {"initial_lr": "initial_learning_rate", "lr": "initial_learning_rate",
-                     "learning_rate": "initial_learning_rate"}
+_TORCH_SPELLINGS = OPTIMIZER_ALIASES
+_KERAS_SCHEDULE = {"ExponentialDecay": ("ExponentialDecay", {}),
+                   "StepDecay": ("ExponentialDecay", {"staircase": True}),
+                   "CosineDecay": ("CosineDecay", {})}
 
 
 class TrainingError(Exception):
@@ -98,21 +72,11 @@ def _code(value: Any, where: Location | None) -> str:
 
 
 def schedule_code(v: CallValue) -> str:
-    cls, order, aliases, fixed = SCHEDULES[v.name]
-    if len(v.args) > len(order):
-        raise _fail(f"{v.name} takes at most {len(order)} positional arguments "
-                    f"({', '.join(order)}), got {len(v.args)}", v.span)
-    params = dict(zip(order, v.args))
-    for k, val in v.kwargs.items():
-        key = aliases.get(k) or _SCHEDULE_ALIASES.get(k) or k
-        if key not in order:
-            raise _fail(f"{v.name} has no parameter '{k}'{did_you_mean(k, order)}; "
-                        f"its parameters: {', '.join(order)}", v.span)
-        params[key] = val
-    required = order[:2] if v.name == "CosineDecay" else order[:3]
-    missing = [p for p in required if p not in params]
-    if missing:
-        raise _fail(f"{v.name} needs {', '.join(missing)}", v.span)
+    try:
+        params = schedule_params(v.name, v.args, v.kwargs)
+    except ValueError as e:
+        raise _fail(str(e), v.span) from None
+    cls, fixed = _KERAS_SCHEDULE[v.name]
     args = {k: Code(_code(val, v.span)) for k, val in params.items()}
     return call(f"keras.optimizers.schedules.{cls}", **args, **fixed)
 
@@ -126,15 +90,10 @@ def loss_code(cfg: TrainingConfig, where: Location | None) -> str | None:
     if "_args" in cfg.loss_params:
         raise _fail(f"give the parameters of loss '{name}' by name, e.g. "
                     f"{name}(from_logits=true)", where)
-    classes = {c.lower(): c for c in LOSSES.values()}
-    snake = LOSS_ALIASES.get(name.lower(), name.lower())
-    if snake in LOSSES:
-        cls = LOSSES[snake]
-    elif name.lower() in classes:
-        cls = classes[name.lower()]
-    else:
-        known = sorted(LOSSES) + sorted(LOSS_ALIASES)
-        raise _fail(f"Keras has no loss '{name}'{did_you_mean(name, known)}", where)
+    snake = canonical_loss(name)
+    if snake is None:  # neuralc check refuses it first; kept for a config built by hand
+        raise _fail(f"Keras has no loss '{name}'{did_you_mean(name, loss_names())}", where)
+    cls = LOSSES[snake]
     if not params:  # Keras's own spelling: the name, or the alias Keras knows too
         return literal(name.lower() if name.lower() in KERAS_KNOWN_ALIASES else snake)
     return call(f"keras.losses.{cls}", **{k: Code(_code(v, where)) for k, v in params.items()})
@@ -145,7 +104,7 @@ def optimizer_code(cfg: TrainingConfig, where: Location | None) -> str:
     if cfg.optimizer is None:
         return "keras.optimizers.Adam()"
     name = cfg.optimizer
-    allowed = (*_COMMON, *OPTIMIZER_KWARGS[name])
+    allowed = optimizer_params(name)
     kwargs: dict[str, Any] = {}
     args = list(cfg.optimizer_params.get("_args", []))
     if len(args) > 1:
@@ -177,7 +136,8 @@ def training_source(cfg: TrainingConfig, where: Location | None) -> str:
     lines = ["# -- training: the loss, optimizer, metrics and train sections " + "-" * 34, ""]
     if unused:
         shown = ", ".join(f"{k}={v!r}" for k, v in unused.items())
-        lines.append(f"# Settings of the train section that Keras's fit does not use: {shown}")
+        lines.append("# Settings of the train section that Keras's fit does not use: "
+                     + pysource.comment(shown))
     lines += [
         f"EPOCHS = {literal(t.get('epochs', 1))}",
         f"BATCH_SIZE = {literal(t.get('batch_size', 32))}",

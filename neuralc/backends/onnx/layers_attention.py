@@ -85,8 +85,25 @@ def multi_head_attention(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
          "wk": b.weight(layer, "k_proj.weight"), "bk": _opt(b, layer, "k_proj.bias"),
          "wv": b.weight(layer, "v_proj.weight"), "bv": _opt(b, layer, "v_proj.bias"),
          "wo": b.weight(layer, "out_proj.weight"), "bo": _opt(b, layer, "out_proj.bias")}
-    y = multi_head(b, layer.name, xq, xkv, w, a["num_heads"], a["causal"])
-    return [b.val(layer.out_types[0], y)]
+    y = multi_head(b, layer.name, _flat(b, xs[0], xq), _flat(b, xs[1], xkv) if len(xs) > 1
+                   else _flat(b, xs[0], xq), w, a["num_heads"], a["causal"])
+    return [b.val(layer.out_types[0], _unflat(b, xs[0], xq, y))]
+
+
+def _flat(b: Builder, x: Val, name: str) -> str:
+    """A feature map (batch, h, w, c) as the sequence of its positions (batch, h * w, c):
+    attention attends over all of them, as Keras's attention_axes; a sequence as it is."""
+    return b.op("Reshape", [name, b.ints([0, -1, int(x.shape[-1])])], hint="positions") \
+        if len(x.shape) > 3 else name
+
+
+def _unflat(b: Builder, x: Val, name: str, y: str) -> str:
+    """``y`` (batch, h * w, features) back onto the positions of the feature map ``x``."""
+    if len(x.shape) <= 3:
+        return y
+    lead = b.shape_of(name, 0, len(x.shape) - 1)
+    last = b.shape_of(y, 2, 3)
+    return b.op("Reshape", [y, b.op("Concat", [lead, last], axis=0)], hint="unflatten")
 
 
 @emits("attention")
@@ -191,9 +208,10 @@ class _Block:
 def transformer_encoder(b: Builder, layer: Layer, xs: list[Val]) -> list[Val]:
     blk = _Block(b, layer)
     causal = layer.attrs["causal"]
-    x = blk.sublayer(b.get(xs[0]), 1, lambda t: blk.attention("self_attn", t, t, causal))
+    x0 = b.get(xs[0])
+    x = blk.sublayer(_flat(b, xs[0], x0), 1, lambda t: blk.attention("self_attn", t, t, causal))
     x = blk.sublayer(x, 2, blk.feed_forward)
-    return [b.val(layer.out_types[0], x)]
+    return [b.val(layer.out_types[0], _unflat(b, xs[0], x0, x))]
 
 
 @emits("transformer_decoder")

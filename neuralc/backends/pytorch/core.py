@@ -10,11 +10,11 @@ which becomes a located diagnostic; a graph op without an emitter is reported th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from neuralc.backends import pysource
 from neuralc.ir.dims import Dim, FloorDiv
 from neuralc.ir.types import TensorType
 from neuralc.ir.windows import same_pads
@@ -207,7 +207,7 @@ def lit(value: Any) -> str:
 def py(value: Any) -> str:
     """A Python literal, strings double-quoted as in the rest of the file."""
     if isinstance(value, str):
-        return json.dumps(value)
+        return pysource.string(value)
     if isinstance(value, (bool, int, float)) or value is None:
         return repr(value)
     if isinstance(value, tuple):
@@ -309,8 +309,9 @@ def _atom_code(a: str | FloorDiv, symbol: Callable[[str], str]) -> str:
 
 
 def docstring(text: str, indent: str = "    ", width: int = 100) -> list[str]:
-    """``text`` as a docstring wrapped to ``width`` columns at ``indent``."""
-    words = text.split()
+    """``text`` as a docstring wrapped to ``width`` columns at ``indent`` (escaped: it may
+    quote the model's names)."""
+    words = pysource.doc(text).split()
     lines: list[str] = []
     cur = '"""'
     for w in words:
@@ -370,9 +371,14 @@ def _bracket_pairs(line: str) -> list[tuple[int, int, list[int]]]:
     stack: list[tuple[int, list[int]]] = []
     pairs: list[tuple[int, int, list[int], int]] = []
     quote = ""
+    escaped = False
     for i, ch in enumerate(line):
-        if quote:
-            if ch == quote and line[i - 1] != "\\":
+        if quote:  # inside a literal: a backslash escapes the next character, even a "\\"
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
             continue
         if ch in "\"'":

@@ -285,7 +285,19 @@ def multi_head_attention(c: LayerCtx) -> Emitted:
         kw.append("causal=True")
     c.need("MultiHeadAttention")
     module = f"MultiHeadAttention({', '.join([dq, dkv, heads, key_dim, value_dim, out, *kw])})"
-    return Emitted(f"{c.mod}({', '.join(c.inputs)})", module)
+    inputs = [_flat(c, x, i) for i, x in enumerate(c.inputs)]
+    return Emitted(_unflat(c, f"{c.mod}({', '.join(inputs)})"), module)
+
+
+def _flat(c: LayerCtx, x: str, i: int = 0) -> str:
+    """A feature map (batch, h, w, c) as the sequence of its positions (attention attends over
+    all of them, as Keras's attention_axes); a sequence as it is."""
+    return f"{x}.flatten(1, -2)" if len(c.in_shape(i)) > 3 else x
+
+
+def _unflat(c: LayerCtx, expr: str) -> str:
+    """The inverse of :func:`_flat` on the layer's result: back onto the input's positions."""
+    return f"{expr}.unflatten(1, {c.x}.shape[1:-1])" if len(c.in_shape()) > 3 else expr
 
 
 @emitter("graph.attention")
@@ -333,10 +345,12 @@ def _transformer_module(c: LayerCtx, cls: str) -> str:
 @emitter("graph.transformer_encoder")
 def transformer_encoder(c: LayerCtx) -> Emitted:
     module = _transformer_module(c, "TransformerEncoderLayer")
+    x = _flat(c, c.x)
     if c.static("causal"):
         c.need("causal_mask")
-        return Emitted(f"{c.mod}({c.x}, src_mask=causal_mask({c.x}), is_causal=True)", module)
-    return Emitted(f"{c.mod}({c.x})", module)
+        return Emitted(_unflat(c, f"{c.mod}({x}, src_mask=causal_mask({x}), is_causal=True)"),
+                       module)
+    return Emitted(_unflat(c, f"{c.mod}({x})"), module)
 
 
 @emitter("graph.transformer_decoder")

@@ -19,6 +19,7 @@ from neuralc.diagnostics import SOURCES, Diagnostic
 from neuralc.frontend import ast
 from neuralc.frontend.hparams import HParams, HPOUse
 from neuralc.frontend.model import CompiledModel
+from neuralc.frontend.training_names import SCHEDULES
 from neuralc.frontend.values import EvalError, evaluate
 from neuralc.ir.core import Op, Value, func_body
 from neuralc.ir.dims import Expr, sym, symbols
@@ -31,11 +32,7 @@ from neuralc.location import CallSiteLoc, FileLoc, FusedLoc, Location, primary
 SYMBOL_PREFIX = "hp__"
 SAMPLERS = {"bayesian": "tpe", "tpe": "tpe", "random": "random", "grid": "grid"}
 # Positional arguments of the learning-rate schedules, by their Keras names.
-SCHEDULE_ARGS = {
-    "ExponentialDecay": ("initial_learning_rate", "decay_steps", "decay_rate", "staircase"),
-    "StepDecay": ("initial_learning_rate", "decay_steps", "decay_rate"),
-    "CosineDecay": ("initial_learning_rate", "decay_steps", "alpha"),
-}
+SCHEDULE_ARGS = {name: order for name, (order, _) in SCHEDULES.items()}
 
 
 @dataclass

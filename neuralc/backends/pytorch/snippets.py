@@ -769,7 +769,9 @@ def save_weights(model: nn.Module, path: str) -> None:
     """Save the state_dict as safetensors: the file neuralc's --weights reads."""
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    # The metadata tells neuralc the tensors are in its layouts (its channels-last Flatten).
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path,
+              metadata={"neuralc_layout": "channels_last"})
 
 
 def parse_value(text: str) -> Any:
@@ -854,10 +856,12 @@ def hpo_search(dataset: Dataset, space: list[dict[str, Any]], build: Callable[[d
             torch.manual_seed(seed)
         model = build(hp)
         history = train(model, dataset, hp=hp, seed=seed, log=None)
-        score = history["val_loss"][-1] if "val_loss" in history else history["loss"][-1]
+        metric = "val_loss" if "val_loss" in history else "loss"  # what the score is
+        score = history[metric][-1]
+        study.set_user_attr("score", f"{metric} (last epoch)")
         if log is not None:
             shown = ", ".join(f"{p['name']}={trial.params[p['name']]!r}" for p in space)
-            log(f"trial {trial.number}: {shown}  score {score:.4f}")
+            log(f"trial {trial.number}: {shown}  {metric} {score:.4f}")
         if score < best["score"]:
             best["score"], best["model"] = score, model.cpu()
         return score
@@ -866,30 +870,87 @@ def hpo_search(dataset: Dataset, space: list[dict[str, Any]], build: Callable[[d
     return study, best["model"]
 
 
+def _run_trained(args: argparse.Namespace, arrays: list[np.ndarray], prog: str,
+                 build: Callable[..., nn.Module], hparams: dict[str, Any] | None,
+                 weights_file: str | Path | None, evaluate_model: Callable[..., dict] | None
+                 ) -> int:
+    """``predict`` and ``evaluate``: the model with its weights, in eval mode."""
+    model = build() if hparams is None else build(dict(hparams))
+    start = args.weights
+    if start is None and weights_file is not None and Path(weights_file).exists():
+        start = weights_file
+    if start is None:
+        print("note: no weights file; running PyTorch's initial weights", file=sys.stderr)
+    else:
+        load_weights(model, start)
+    batch = args.batch_size or 256
+    if args.command == "evaluate":
+        assert evaluate_model is not None
+        dataset = TensorDataset(*(to_tensor(a) for a in arrays), to_tensor(load_array(args.y)))
+        result = evaluate_model(model, dataset, batch_size=batch, device=args.device)
+        print("  ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        return 0
+    dev = resolve_device(args.device)
+    model.to(dev).eval()
+    tensors = [to_tensor(a) for a in arrays]
+    parts: list[list[np.ndarray]] = []
+    with torch.no_grad():
+        for i in range(0, len(arrays[0]), batch):
+            out = model(*(t[i:i + batch].to(dev) for t in tensors))
+            outs = out if isinstance(out, (tuple, list)) else (out,)
+            parts.append([o.float().cpu().numpy() for o in outs])
+    results = [np.concatenate(p) for p in zip(*parts)]
+    path = args.out or f"{prog}.predictions.npy"
+    if len(results) == 1:
+        np.save(path, results[0])
+    else:
+        np.savez(path, *results)
+    for i, y in enumerate(results):
+        print(f"output {i}: shape {tuple(y.shape)} {y.dtype}")
+    print(f"wrote {path}")
+    return 0
+
+
 def run_cli(argv: list[str] | None, *, prog: str, inputs: list[tuple[str, tuple, str]],
             build: Callable[..., nn.Module], train: Callable[..., dict], defaults: dict[str, Any],
             weights_file: str | Path | None = None, hparams: dict[str, Any] | None = None,
-            search: Callable[..., tuple] | None = None) -> int:
-    """``train`` (and, for a model with HPO values, ``search``) from .npy files.
+            search: Callable[..., tuple] | None = None,
+            evaluate_model: Callable[..., dict] | None = None) -> int:
+    """``train``, ``predict``, ``evaluate`` (and, for a model with HPO values, ``search``) from
+    .npy files.
 
     ``train`` starts from ``--weights``, else from ``weights_file`` (the weights neuralc wrote
     beside the module) where it exists and fits (the .nr file's own hyperparameters), else from
-    PyTorch's initialisers (``--no-weights`` asks for those)."""
-    parser = argparse.ArgumentParser(prog=prog, description=f"Train {prog} from .npy arrays.")
+    PyTorch's initialisers (``--no-weights`` asks for those); ``predict`` and ``evaluate`` run
+    ``--weights`` (default ``weights_file``) in eval mode."""
+    parser = argparse.ArgumentParser(prog=prog, description=f"Train or run {prog} on .npy "
+                                     "arrays.")
     sub = parser.add_subparsers(dest="command", required=True)
-    commands = {"train": "train the model and save its weights (safetensors)"}
+    commands = {"train": "train the model and save its weights (safetensors)",
+                "predict": "run the model and save its output (.npy)"}
+    if evaluate_model is not None:
+        commands["evaluate"] = "the .nr file's loss and metrics on --x, --y"
     if search is not None:
         commands["search"] = "search the HPO values with Optuna, then keep the best"
     for name, text in commands.items():
         p = sub.add_parser(name, help=text)
         p.add_argument("--x", action="append", required=True, metavar="[NAME=]FILE",
                        help="input .npy, once per input (NAME=FILE for named inputs)")
-        p.add_argument("--y", required=True, metavar="FILE", help="target .npy")
-        p.add_argument("--epochs", type=int, help=f"epochs (default {defaults['epochs']})")
+        if name != "predict":
+            p.add_argument("--y", required=True, metavar="FILE", help="target .npy")
         p.add_argument("--batch-size", type=int, help="batch size (default from the .nr file)")
+        p.add_argument("--device", default=defaults["device"], help="auto, cpu, cuda, cuda:N")
+        if name in ("predict", "evaluate"):
+            default = f" (default {Path(weights_file).name} beside the module)" \
+                if weights_file is not None else ""
+            p.add_argument("--weights", help=f"weights to run (.safetensors){default}")
+            if name == "predict":
+                p.add_argument("--out", help=f"where to save the output (default "
+                                             f"{prog}.predictions.npy)")
+            continue
+        p.add_argument("--epochs", type=int, help=f"epochs (default {defaults['epochs']})")
         p.add_argument("--validation-split", type=float,
                        help=f"last fraction held out (default {defaults['validation_split']})")
-        p.add_argument("--device", default=defaults["device"], help="auto, cpu, cuda, cuda:N")
         p.add_argument("--seed", type=int, help="seed of the initial weights and the shuffling")
         p.add_argument("--out", help="where to save the weights "
                                      f"(default {prog}.trained.safetensors)")
@@ -910,6 +971,8 @@ def run_cli(argv: list[str] | None, *, prog: str, inputs: list[tuple[str, tuple,
     args = parser.parse_args(argv)
     arrays = read_inputs(args.x, inputs)
     check_inputs(arrays, inputs)
+    if args.command in ("predict", "evaluate"):
+        return _run_trained(args, arrays, prog, build, hparams, weights_file, evaluate_model)
     dataset = TensorDataset(*(to_tensor(a) for a in arrays), to_tensor(load_array(args.y)))
     if args.seed is not None:
         torch.manual_seed(args.seed)
@@ -922,7 +985,7 @@ def run_cli(argv: list[str] | None, *, prog: str, inputs: list[tuple[str, tuple,
         study, model = search(dataset, trials=args.trials, write_best_to=args.write_best,
                               **options)
         print("best: " + ", ".join(f"{k}={v!r}" for k, v in study.best_params.items())
-              + f"  score {study.best_value:.4f}")
+              + f"  {study.user_attrs.get('score', 'score')} {study.best_value:.4f}")
         if args.write_best:
             print(f"wrote {args.write_best}")
     else:

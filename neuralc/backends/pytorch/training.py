@@ -24,6 +24,11 @@ from neuralc.backends.pytorch.core import (
 from neuralc.backends.pytorch.hpo import HPOPlan
 from neuralc.frontend.model import CompiledModel
 from neuralc.frontend.sections import TrainingConfig
+from neuralc.frontend.training_names import (
+    OPTIMIZER_ALIASES,
+    SCHEDULE_ALIASES,
+    canonical_loss,
+)
 from neuralc.frontend.values import CallValue
 from neuralc.ir.core import Op, OpResult, func_body, func_return
 from neuralc.layers import catalog
@@ -42,39 +47,8 @@ KERAS_OPTIMIZERS: dict[str, dict[str, Any]] = {
     "Nadam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
 }
 TORCH_OPTIMIZER = {"Nadam": "NAdam"}
-OPTIMIZER_ALIASES = {"lr": "learning_rate", "eps": "epsilon"}
 CLIPPING = ("clipnorm", "clipvalue", "global_clipnorm")
 
-LOSSES = {
-    "sparse_categorical_crossentropy": "sparse_categorical_crossentropy",
-    "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
-    "cross_entropy": "sparse_categorical_crossentropy",
-    "categorical_crossentropy": "categorical_crossentropy",
-    "categoricalcrossentropy": "categorical_crossentropy",
-    "binary_crossentropy": "binary_crossentropy",
-    "binarycrossentropy": "binary_crossentropy",
-    "bce": "binary_crossentropy",
-    "mse": "mean_squared_error",
-    "mean_squared_error": "mean_squared_error",
-    "meansquarederror": "mean_squared_error",
-    "mae": "mean_absolute_error",
-    "mean_absolute_error": "mean_absolute_error",
-    "meanabsoluteerror": "mean_absolute_error",
-    "huber": "huber",
-    "huber_loss": "huber",
-    "kl_divergence": "kl_divergence",
-    "kld": "kl_divergence",
-    "kullback_leibler_divergence": "kl_divergence",
-}
-LOSS_PARAMS = {
-    "sparse_categorical_crossentropy": ("from_logits",),
-    "categorical_crossentropy": ("from_logits", "label_smoothing"),
-    "binary_crossentropy": ("from_logits", "label_smoothing"),
-    "mean_squared_error": (),
-    "mean_absolute_error": (),
-    "huber": ("delta",),
-    "kl_divergence": (),
-}
 METRIC_NAMES = {
     "accuracy": "accuracy", "acc": "accuracy",
     "sparse_categorical_accuracy": "sparse_categorical_accuracy",
@@ -127,10 +101,6 @@ def _last_axis_only(axes: list[int], rank: int) -> bool:
     return sorted({a + rank if a < 0 else a for a in axes}) == [rank - 1]
 
 
-def snake(name: str) -> str:
-    return catalog.snake_case(name).replace("-", "_")
-
-
 class TrainingWriter:
     def __init__(self, model: CompiledModel, plan: HPOPlan | None, precision: str = "fp32"):
         self.model = model
@@ -168,15 +138,10 @@ class TrainingWriter:
             else:
                 loss = "mean_squared_error"
         else:
-            key = name.lower()
-            loss = LOSSES.get(key) or LOSSES.get(snake(name))
-            if loss is None:
-                raise SectionError("loss", f"the pytorch target has no loss '{name}'; it knows "
-                                + ", ".join(sorted(set(LOSSES.values()))))
-            for p in params:
-                if p not in LOSS_PARAMS[loss]:
-                    raise SectionError("loss", f"loss {name}: the pytorch target does not map the "
-                                    f"parameter '{p}'")
+            canon = canonical_loss(name)
+            if canon is None:  # neuralc check refuses it first; kept for a config built by hand
+                raise SectionError("loss", f"the pytorch target has no loss '{name}'")
+            loss = canon
         if params.get("from_logits") is True or self.act in (None, "linear"):
             kind = "logits"
         elif self.act == "log_softmax":
@@ -223,16 +188,9 @@ class TrainingWriter:
                           "    return -(target * torch.log(p) + (1 - target) * torch.log(1 - p))"
                           ".mean()"]
         else:
-            simple = {"mean_squared_error": "F.mse_loss(output, target)",
-                      "mean_absolute_error": "F.l1_loss(output, target)",
-                      "huber": f"F.huber_loss(output, target, delta={params.get('delta', 1.0)!r})"}
-            lines.append(f'    """{loss}, the mean over every element (Keras\'s)."""')
+            lines.append(f'    """{loss}, as Keras computes it."""')
             lines.append("    target = target.reshape(output.shape).to(output.dtype)")
-            if loss == "kl_divergence":
-                lines += ["    t, p = target.clamp(EPSILON, 1.0), output.clamp(EPSILON, 1.0)",
-                          "    return (t * torch.log(t / p)).sum(dim=-1).mean()"]
-            else:
-                lines.append(f"    return {simple[loss]}")
+            lines += ["    " + line for line in _elementwise_loss(loss, params)]
         return lines
 
     @staticmethod
@@ -324,6 +282,8 @@ class TrainingWriter:
             k = OPTIMIZER_ALIASES.get(key, key)
             if k in CLIPPING:
                 clip[k] = self._opt_value(key, value)
+            elif k == "betas" and "beta_1" in defaults:
+                values["beta_1"], values["beta_2"] = ("beta_1", value[0]), ("beta_2", value[1])
             elif k in defaults or k == "weight_decay":
                 values[k] = (key, value)
             else:
@@ -390,7 +350,7 @@ class TrainingWriter:
                                       "staircase"),
                  "StepDecay": ("initial_learning_rate", "decay_steps", "decay_rate"),
                  "CosineDecay": ("initial_learning_rate", "decay_steps", "alpha")}
-        aliases = {"step_size": "decay_steps", "gamma": "decay_rate"}
+        aliases = SCHEDULE_ALIASES
         for k in list(call.kwargs):
             if aliases.get(k, k) not in known[call.name]:
                 raise SectionError("optimizer", f"{call.name}: the pytorch target does not "
@@ -449,6 +409,17 @@ class TrainingWriter:
         lines += metric_code
         lines += ["", "", "METRICS = {" + ", ".join(metric_entries) + "}", "", ""]
         lines += self._train_fn(hp, n_outputs, bool(skipped))
+        lines += ["", "",
+                  "def evaluate_model(model: nn.Module, dataset: Dataset, *, "
+                  "batch_size: int = BATCH_SIZE,",
+                  "                   device: str = DEVICE) -> dict[str, float]:",
+                  *docstring("The .nr file's loss and metrics of ``model`` on ``dataset`` "
+                             "(items as train() takes them), in eval mode."),
+                  "    dev = resolve_device(device)",
+                  "    model.to(dev)",
+                  "    return evaluate(model, dataset, loss_fn, METRICS, batch_size=batch_size, "
+                  "device=dev,",
+                  "                    precision=PRECISION)"]
         lines = [part for line in lines for part in wrap_line(line)]
         held = f", the last {split:.0%} of the data held out for validation" if split else ""
         loss_text = self.cfg.loss or {"auto_crossentropy": "crossentropy"}.get(loss, loss) \
@@ -460,7 +431,7 @@ class TrainingWriter:
         ]
         if skipped:
             summary.append(f"Metrics not computed by this script: {', '.join(skipped)}.")
-        return TrainingCode("\n".join(lines), summary, {"fit", "evaluate"})
+        return TrainingCode("\n".join(lines), summary, {"fit", "evaluate", "resolve_device"})
 
     def _train_fn(self, hp: bool, n_outputs: int, skipped: bool) -> list[str]:
         if hp:
@@ -510,6 +481,40 @@ class TrainingWriter:
                  "precision=PRECISION, clip=CLIP,",
                  "               seed=seed, log=log)"]
         return sig + body
+
+
+def _elementwise_loss(loss: str, params: dict[str, Any]) -> list[str]:
+    """The body of a regression or margin loss on ``output`` and ``target`` (same shape), with
+    Keras's formulas: the mean over the last axis, then over the batch."""
+    if loss == "kl_divergence":
+        return ["t, p = target.clamp(EPSILON, 1.0), output.clamp(EPSILON, 1.0)",
+                "return (t * torch.log(t / p)).sum(dim=-1).mean()"]
+    if loss == "categorical_hinge":
+        return ["pos = (target * output).sum(dim=-1)",
+                "neg = ((1.0 - target) * output).amax(dim=-1)",
+                "return (neg - pos + 1.0).clamp(min=0.0).mean()"]
+    if loss == "cosine_similarity":
+        return ["return -(F.normalize(target, dim=-1) * F.normalize(output, dim=-1))"
+                ".sum(dim=-1).mean()"]
+    # Keras reads 0/1 labels as -1/+1, when every label is 0 or 1.
+    margin = ("(1.0 - (2 * target - 1 if bool(((target == 0) | (target == 1)).all()) else target)"
+              " * output)")
+    exprs = {
+        "mean_squared_error": "F.mse_loss(output, target)",
+        "mean_absolute_error": "F.l1_loss(output, target)",
+        "huber": f"F.huber_loss(output, target, delta={params.get('delta', 1.0)!r})",
+        "mean_absolute_percentage_error":
+            "100.0 * ((target - output).abs() / target.abs().clamp(min=EPSILON)).mean()",
+        "mean_squared_logarithmic_error":
+            "(torch.log1p(output.clamp(min=EPSILON)) - torch.log1p(target.clamp(min=EPSILON)))"
+            ".square().mean()",
+        "log_cosh": "(output - target + F.softplus(-2.0 * (output - target)) - 0.6931471805599453)"
+                    ".mean()",
+        "poisson": "(output - target * torch.log(output + EPSILON)).mean()",
+        "hinge": f"{margin}.clamp(min=0.0).mean()",
+        "squared_hinge": f"{margin}.clamp(min=0.0).square().mean()",
+    }
+    return [f"return {exprs[loss]}"]
 
 
 def _call_lines(fn: str, args: list[str], indent: str = "    ") -> list[str]:

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from pytorch_target_helpers import ATOL, RTOL, generate, import_file, run_torch
 from torch.utils.data import TensorDataset
 
-from neuralc.backends.base import BackendError
 from neuralc.backends.pytorch.training import output_activation
+from neuralc.diagnostics import CompileError
 from neuralc.driver import compile_source
 from neuralc.runtime.interpreter import run_module
 from neuralc.runtime.weights import load_weights
@@ -149,12 +149,12 @@ def test_schedules_follow_keras_per_step(schedule: str, expected, tmp_path: Path
 
 
 def test_unknown_loss_is_a_located_error(tmp_path: Path) -> None:
-    model = compile_source(classifier('loss: "poisson_deviance"'), "bad.nr")
-    with pytest.raises(BackendError) as info:
-        generate(model, tmp_path)
+    """The frontend refuses it for every target, at the loss line (issue 15)."""
+    with pytest.raises(CompileError) as info:
+        compile_source(classifier('loss: "poisson_deviance"'), "bad.nr")
     (d,) = info.value.diagnostics
-    assert d.message.startswith("pytorch: the pytorch target has no loss 'poisson_deviance'")
-    assert str(d.location) == "bad.nr:7:3"
+    assert d.message.startswith("unknown loss 'poisson_deviance'")
+    assert str(d.location) == "bad.nr:7:9"
 
 
 def test_a_few_steps_lower_the_loss(tmp_path: Path) -> None:
