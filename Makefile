@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EXAMPLE ?= examples/mnist_cnn.nr
 
-.PHONY: run test lint docs clean
+.PHONY: run test lint docs clean edge-tools
 
 # Only what the main job needs: the package, and onnxruntime to run the compiled model.
 $(VENV)/.run-stamp: pyproject.toml
@@ -27,7 +27,23 @@ run: $(VENV)/.run-stamp
 	$(VENV)/bin/neuralc $(EXAMPLE) --target auto -o build/model.ncz
 	$(VENV)/bin/neuralc run build/model.ncz --random --batch 2 -v
 
-test: $(VENV)/.test-stamp
+# The edge tests also run aarch64 binaries under qemu-user and fuzz the runtime under valgrind
+# and gcc's AddressSanitizer. Run as root with apt (CI), this installs what is missing; elsewhere
+# those tests skip and say what to install (.ci/run makes a missing one a failure instead).
+edge-tools:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  need=""; \
+	  command -v qemu-aarch64 >/dev/null 2>&1 || need="$$need qemu-user"; \
+	  command -v valgrind >/dev/null 2>&1 || need="$$need valgrind"; \
+	  command -v gcc >/dev/null 2>&1 || need="$$need gcc libc6-dev"; \
+	  if [ -n "$$need" ]; then \
+	    echo "installing$$need (edge tests)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	      --no-install-recommends $$need; \
+	  fi; \
+	fi
+
+test: $(VENV)/.test-stamp edge-tools
 	$(PY) -m pytest -q -n auto
 
 lint: $(VENV)/.test-stamp

@@ -42,14 +42,16 @@ from neuralc.frontend.hparams import HParams
 from neuralc.frontend.model import CompiledModel
 from neuralc.ir.types import PRECISIONS
 from neuralc.runtime.artifact import ArtifactError, read_artifact
-from neuralc.runtime.signature import InputError, numpy_dtype
+from neuralc.runtime.signature import InputError
 from neuralc.runtime.weights import (
     WeightsError,
     check_weights_header,
+    finish_weights,
     init_weights,
     load_weights,
     module_weights,
 )
+from neuralc.runtime.weights_import import LAYOUTS, apply_layout
 
 PathLike = str | os.PathLike[str]
 
@@ -107,9 +109,10 @@ def _array(name: str, value: Any) -> np.ndarray:
     return a
 
 
-def weights_from_mapping(weights: Mapping[str, Any], model: CompiledModel
-                         ) -> dict[str, np.ndarray]:
-    """A dict of arrays (or a torch ``state_dict``) checked as a safetensors file would be."""
+def weights_from_mapping(weights: Mapping[str, Any], model: CompiledModel,
+                         layout: str = "neuralc") -> dict[str, np.ndarray]:
+    """A dict of arrays (or a torch ``state_dict``) checked as a safetensors file would be;
+    ``layout="torch"``: its Dense after a Flatten in PyTorch's NCHW order (weights_import)."""
     arrays = {str(k): _array(str(k), v) for k, v in weights.items()}
     expected = module_weights(model.module)
     header = {k: (_FILE_CODES.get(a.dtype.name, a.dtype.name.upper()), tuple(a.shape))
@@ -118,38 +121,48 @@ def weights_from_mapping(weights: Mapping[str, Any], model: CompiledModel
     if problems:
         raise WeightsError(f"the weights do not fit network '{model.info.name}':\n  "
                            + "\n  ".join(problems), problems)
-    return {w.name: np.array(arrays[w.name], dtype=numpy_dtype(w.spec.dtype), copy=True)
-            for w in expected}
+    out = finish_weights(expected, arrays)
+    apply_layout(out, model.module, _layout(layout), None, "weights")
+    return out
+
+
+def _layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise UsageError(f"unknown weights layout '{layout}'; expected one of "
+                         f"{', '.join(LAYOUTS)}")
+    return layout
 
 
 def _weights(weights: PathLike | Mapping[str, Any] | None, model: CompiledModel,
-             seed: int) -> dict[str, np.ndarray]:
+             seed: int, layout: str = "neuralc") -> dict[str, np.ndarray]:
     if weights is None:
         return init_weights(model.module, seed=seed)
     if isinstance(weights, Mapping):
-        return weights_from_mapping(weights, model)
-    return load_weights(weights, model.module)
+        return weights_from_mapping(weights, model, layout)
+    return load_weights(weights, model.module, layout=_layout(layout))
 
 
 def compile(path_or_source: PathLike, target: str = "auto", opt: int = 2,
             precision: str | None = None, weights: PathLike | Mapping[str, Any] | None = None,
             network: str | None = None, hparams: Mapping[str, Any] | None = None, *,
-            device: str | None = None, opset: int = 17, seed: int = 0) -> Model:
+            device: str | None = None, opset: int = 17, seed: int = 0,
+            weights_layout: str = "neuralc") -> Model:
     """Compile a ``.nr`` file (or model text) into a :class:`Model` for this machine.
 
     ``target``: ``auto`` (every variant neuralc can build here, best first), or one of
     ``reference``, ``onnx``, ``tensorrt`` (and ``cpu``/``cuda`` once built). ``precision``:
     fp32, fp16, bf16 or mixed; None takes the model's ``execution { precision }``.
     ``weights``: a safetensors path, a dict of arrays or a torch ``state_dict``; None gives
-    the seeded initial weights (``seed``). ``device``: ``cpu``, ``cuda``, ``cuda:N``; None
-    takes the model's ``execution { device }``.
+    the seeded initial weights (``seed``). ``weights_layout="torch"``: the weights come from
+    a PyTorch model that flattens NCHW (the Dense after a Flatten is permuted). ``device``:
+    ``cpu``, ``cuda``, ``cuda:N``; None takes the model's ``execution { device }``.
     """
     model, text = _compile(path_or_source, network, hparams, opt)
     precision = precision or model.info.training.precision
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision '{precision}'; expected one of "
                          f"{', '.join(PRECISIONS)}")
-    w = _weights(weights, model, seed)
+    w = _weights(weights, model, seed, weights_layout)
     stage: list[Diagnostic] = []
     try:
         data = build_artifact(model, w, source_text=text, target=target, opt=opt,

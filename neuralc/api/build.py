@@ -45,7 +45,9 @@ from neuralc.runtime.weights import WeightsError
 VARIANT_MODULES: tuple[str, ...] = (
     "neuralc.runtime.artifact_reference",
     "neuralc.api.onnx_variant",
+    "neuralc.backends.cpu.variant",
     "neuralc.backends.tensorrt.variant",
+    "neuralc.backends.cuda.variant",
 )
 
 # What each --target puts in an artifact, best first. tensorrt keeps the ONNX model it was
