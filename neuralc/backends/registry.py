@@ -14,6 +14,7 @@ _MODULES = {
     "pytorch": "neuralc.backends.pytorch",
     "keras": "neuralc.backends.keras",
     "cpu": "neuralc.backends.cpu.backend",
+    "cuda": "neuralc.backends.cuda.backend",
     "tensorrt": "neuralc.backends.tensorrt",
 }
 
