@@ -45,7 +45,7 @@ def _time(fn, repeat: int) -> tuple[float, float]:
 
 def stages(path: Path, repeat: int) -> dict[str, tuple[float, float]]:
     text = path.read_text()
-    name = str(path.relative_to(ROOT))
+    name = str(path)
     out: dict[str, tuple[float, float]] = {}
     out["parse"] = _time(lambda: parse(text, name), repeat)
     parsed = parse(text, name)
@@ -64,13 +64,30 @@ def stages(path: Path, repeat: int) -> dict[str, tuple[float, float]]:
     return out
 
 
+def model_path(name: str) -> Path:
+    """A model named as an example (``mnist_cnn``) or given as a path (``models/my.nr``)."""
+    p = Path(name)
+    if p.suffix == ".nr" or p.exists():
+        if not p.is_file():
+            raise SystemExit(f"error: no such model file: {name}")
+        return p
+    example = ROOT / "examples" / f"{name}.nr"
+    if not example.is_file():
+        known = ", ".join(sorted(q.stem for q in (ROOT / "examples").glob("*.nr")))
+        raise SystemExit(f"error: '{name}' is neither a .nr file nor an example ({known})")
+    return example
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--cold", action="store_true", help="also time a whole `neuralc check` process")
+    ap.add_argument("models", nargs="*", metavar="MODEL",
+                    help="example names or .nr paths (default: every example)")
     args = ap.parse_args()
-    examples = sorted((ROOT / "examples").glob("*.nr"))
+    examples = ([model_path(m) for m in args.models] if args.models
+                else sorted((ROOT / "examples").glob("*.nr")))
     cols = ["parse", "expand", "lower", "-O0", "-O1", "-O2", "-O3"]
     lines = [
         "# Compile time per example (ms, median / min)",

@@ -203,9 +203,14 @@ def check_options(options: BackendOptions) -> None:
 
 def build_model(model: CompiledModel, weights: dict[str, np.ndarray],
                 options: BackendOptions) -> Any:
-    """The ONNX model at the requested opset and precision."""
+    """The ONNX model at the requested opset, precision and ``-O`` level (optimize.py)."""
+    from neuralc.backends.onnx.optimize import fold_constants, optimize_graph
+
     check_options(options)
+    model, weights = optimize_graph(model, weights, options.opt)
     onnx_model = build_graph(model, weights, options.opset)
+    if options.opt >= 1:
+        fold_constants(onnx_model, options.opset)
     if options.precision == "fp16":
         from neuralc.backends.onnx.precision import to_fp16
 
