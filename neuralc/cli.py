@@ -7,6 +7,7 @@
     neuralc run model.ncz --input x.npy [--device D] [-v]             run it, no .nr needed
     neuralc opt FILE.nir --passes=shape-infer                         passes on textual IR
     neuralc layers [--markdown]                                       the layer catalog
+    neuralc bench MODEL.nr [--targets cpu,onnx] [--peers torch] [--kernels]   benchmarks
 
 Exit status: 0 on success, 1 on errors in the model, its weights or its inputs, 2 on bad usage.
 No Python traceback reaches the user for any of those.
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from neuralc.diagnostics import CompileError, render_all
+from neuralc.diagnostics import CompileError, one_line, render_all
 from neuralc.ir.types import PRECISIONS
 
 EXIT_OK, EXIT_MODEL, EXIT_USAGE = 0, 1, 2
@@ -33,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        sys.stderr.write(f"neuralc: error: {message}\n")
+        sys.stderr.write(f"neuralc: error: {one_line(message)}\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -75,8 +76,13 @@ def _opt_level(p: argparse.ArgumentParser) -> None:
         default=2,
         choices=range(4),
         metavar="{0,1,2,3}",
-        help="optimisation level of the tensor pipeline (default 2); the reference target and "
-        "--emit tensor-ir/kernels use it; onnx, pytorch and keras emit from the graph IR",
+        help="optimisation level (default 2). reference, cpu, cuda and --emit tensor-ir/"
+        "kernels: -O0 one kernel per op, -O1 drops inference identities (Dropout), cleans up "
+        "and fuses, -O2 also folds BatchNorm into conv/dense weights, -O3 also picks the "
+        "target's conv layout. onnx: -O0 is the literal translation; -O1 and above drop "
+        "inference identities, fold BatchNorm into conv/dense weights and fold shape "
+        "arithmetic into constants. pytorch and keras write the model as written (they train "
+        "it) at every level",
     )
 
 
@@ -92,8 +98,16 @@ def _ir_debug(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _weights_layout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights-layout", choices=("neuralc", "torch"), default="neuralc",
+                   help="torch: the weights come from a PyTorch model that flattens NCHW; the "
+                   "Dense after a Flatten of a spatial map is permuted to neuralc's "
+                   "channels-last order (default neuralc)")
+
+
 def _backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors) to compile in")
+    _weights_layout(p)
     p.add_argument("--seed", type=_non_negative, default=0, help="seed of the initial weights")
     p.add_argument("--no-cache", action="store_true",
                    help="cpu target: compile afresh, bypassing the native code cache")
@@ -112,29 +126,68 @@ class _Version(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: object, option_string: str | None = None) -> None:
-        from neuralc import __version__
         from neuralc.backends.cpu.cache import cache_dir
+        from neuralc.runtime.artifact import neuralc_version
 
-        sys.stdout.write(f"neuralc {__version__}\nnative code cache: {cache_dir()}\n")
+        sys.stdout.write(f"neuralc {neuralc_version()}\nnative code cache: {cache_dir()}\n")
         raise SystemExit(EXIT_OK)
+
+
+def _edge_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cpu target: machines and edge builds (--emit exe|lib|obj)")
+    g.add_argument("--triple", metavar="TRIPLE",
+                   help="the machine to compile for: x86_64-linux-gnu or aarch64-linux-gnu "
+                   "(default: this machine); -musl implies --static")
+    g.add_argument("--cpu", metavar="CPU",
+                   help="host, x86-64 (baseline), x86-64-v3 (AVX2), or for aarch64: generic, "
+                   "cortex-a76, neoverse-n1 (default: host, or the triple's baseline)")
+    g.add_argument("--static", action="store_true",
+                   help="link the C library statically (no shared library at all)")
+    g.add_argument("--external-weights", action="store_true",
+                   help="write the weights beside the binary (.safetensors), read at start, "
+                   "instead of embedding them")
+    g.add_argument("--prefix", metavar="NAME",
+                   help="prefix of the C symbols of lib and obj (default: the network's name "
+                   "in lower case)")
+
+
+def _cuda_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cuda target (Triton kernels; see the README's cuda section)")
+    g.add_argument("--allow-tf32", action="store_true",
+                   help="float32 matmuls, convolutions and attention on tensor cores in TF32 "
+                   "(inputs rounded to 10-bit mantissas) instead of IEEE float32")
+    g.add_argument("--arch", metavar="sm_80,sm_90",
+                   help="compile every kernel ahead of time for these GPU architectures "
+                   "(no GPU needed): -o FILE.cubins, or the cuda entries of -o FILE.ncz "
+                   "(default there: this machine's GPUs)")
+    g.add_argument("--autotune", action="store_true",
+                   help="on a GPU: time each kernel's candidate launch configurations and keep "
+                   "the fastest (cached per kernel, Triton version and GPU; shipped in "
+                   "-o FILE.ncz)")
+    g.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                   help="-o FILE.ncz: whether the loaded artifact replays CUDA graphs (one per "
+                   "set of input sizes; default on)")
 
 
 def build_parser() -> dict[str, argparse.ArgumentParser]:
     compile_p = _Parser(
         prog="neuralc",
         description="Compile a Neural DSL model.",
-        epilog="subcommands: check, run, opt, layers (neuralc SUBCOMMAND -h)",
+        epilog="subcommands: check, run, opt, layers, bench (neuralc SUBCOMMAND -h)",
     )
     compile_p.add_argument("--version", action=_Version, nargs=0,
                            help="print the version and the native code cache's location")
     compile_p.add_argument("model", help="the .nr model file")
     compile_p.add_argument(
-        "--emit", choices=("graph-ir", "tensor-ir", "kernels", "loop-ir", "llvm", "asm"),
+        "--emit", choices=("graph-ir", "tensor-ir", "kernels", "loop-ir", "llvm", "asm", "exe",
+                           "lib", "obj"),
         default=None,
         help="graph-ir (the default except for --target cpu; shape-checked layers), tensor-ir "
         "(after the -O pipeline), kernels (the fused kernels with their ops and source "
         "lines), loop-ir (the loop nests of each kernel), llvm (the default of --target "
-        "cpu: LLVM IR for this CPU), asm (its assembly)")
+        "cpu: LLVM IR for this CPU), asm (its assembly); cpu target: exe (a standalone "
+        "executable), lib (a shared library and its C header), obj (a relocatable object and "
+        "its C header)")
     compile_p.add_argument("--debug-fusion", action="store_true",
                            help="say why each rejected pair of ops was not fused")
     compile_p.add_argument(
@@ -147,6 +200,8 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
     compile_p.add_argument("-o", "--output", metavar="FILE",
                            help="write the result here (FILE.ncz: a compiled artifact)")
     _backend_options(compile_p)
+    _edge_options(compile_p)
+    _cuda_options(compile_p)
     _opt_level(compile_p)
     _common(compile_p)
     _ir_debug(compile_p)
@@ -157,6 +212,11 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
                          help="also optimise at the -O level and report kernels, bytes moved "
                          "and peak memory")
     check_p.add_argument("--precision", default=None, choices=PRECISIONS)
+    check_p.add_argument("--target", default="reference",
+                         choices=("reference", "cpu", "cuda", "tensorrt"),
+                         help="with --report: the target whose -O pipeline is reported (the "
+                         "cpu target decomposes attention and packs weights, which changes "
+                         "its kernels and arena)")
     _opt_level(check_p)
     _common(check_p)
 
@@ -172,8 +232,8 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         help=".npy input; NAME=FILE for named inputs; once per input",
     )
     run_p.add_argument("--random", action="store_true", help="run on a seeded random input")
-    run_p.add_argument("--batch", type=_positive, default=2,
-                       help="batch size of --random (default 2)")
+    run_p.add_argument("--batch", type=_positive, default=None,
+                       help="batch size of --random (default 2, moved into the model's range)")
     run_p.add_argument(
         "--dim",
         metavar="NAME=N",
@@ -182,15 +242,19 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
         help="size of a named symbolic dim for --random",
     )
     run_p.add_argument("--weights", "-w", metavar="FILE", help="weights (.safetensors)")
+    _weights_layout(run_p)
     run_p.add_argument(
         "--save-weights", metavar="FILE", help="save the weights used (.safetensors)"
     )
     run_p.add_argument("--seed", type=_non_negative, default=0,
                        help="seed of initial weights and --random")
     run_p.add_argument("--target", default=None, choices=ALL_TARGETS,
-                       help="where to run: reference (default), onnx (onnxruntime), or auto "
-                       "(the best built target this machine runs); for a .ncz artifact, the "
-                       "variant to run (default: the best this machine runs)")
+                       help="where to run: reference (default: neuralc's numpy interpreter), "
+                       "onnx (onnxruntime), cpu (native code for this CPU), cuda and tensorrt "
+                       "(on an NVIDIA GPU), or auto (the best of these this machine runs); "
+                       "pytorch and keras write source code, which runs with its own tools; for "
+                       "a .ncz artifact, the variant to run (default: the best this machine "
+                       "runs)")
     run_p.add_argument("--device", metavar="auto|cpu|cuda|cuda:N", default=None,
                        help="the device to run on (default: the model's execution { device }); "
                        "a warning says when it cannot be honoured")
@@ -220,8 +284,15 @@ def build_parser() -> dict[str, argparse.ArgumentParser]:
                       description="Where the native code cache is, what it holds; --clear empties "
                       "it.")
     cache_p.add_argument("--clear", action="store_true", help="remove every cached object")
+    from neuralc.bench.options import add_arguments as bench_arguments
+
+    bench_p = _Parser(prog="neuralc bench",
+                      description="Time a model on neuralc's targets and against PyTorch, "
+                      "torch.compile and onnxruntime; --kernels: each fused kernel.")
+    bench_arguments(bench_p)
+    _common(bench_p)
     return {"compile": compile_p, "check": check_p, "run": run_p, "opt": opt_p, "layers": layers_p,
-            "cache": cache_p}
+            "cache": cache_p, "bench": bench_p}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,7 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from neuralc import commands
     from neuralc.backends.base import BackendError, BackendUnavailable
     from neuralc.driver import UsageError
+    from neuralc.limits import MEMORY, LimitSettingError
     from neuralc.runtime.artifact import ArtifactError
+
+    def fail(e: object, status: int) -> int:
+        sys.stderr.write(f"neuralc: error: {one_line(str(e))}\n")
+        return status
 
     try:
         return getattr(commands, f"cmd_{cmd}")(args)
@@ -242,27 +318,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(render_all(e.diagnostics) + "\n")
         return EXIT_MODEL
     except commands.DataError as e:
-        sys.stderr.write(f"neuralc: error: {e}\n")
-        return EXIT_MODEL
+        return fail(e, EXIT_MODEL)
     except ArtifactError as e:  # damaged, tampered, foreign, or no variant runs here
-        sys.stderr.write(f"neuralc: error: {e}\n")
-        return EXIT_MODEL
-    except UsageError as e:
-        sys.stderr.write(f"neuralc: error: {e}\n")
-        return EXIT_USAGE
+        return fail(e, EXIT_MODEL)
+    except (UsageError, LimitSettingError) as e:
+        return fail(e, EXIT_USAGE)
     except BackendError as e:
         sys.stderr.write(render_all(e.diagnostics) + "\n")
         return EXIT_MODEL
     except BackendUnavailable as e:
-        sys.stderr.write(f"neuralc: error: {e}\n")
-        return EXIT_USAGE
-    except OSError as e:  # a file the user named could not be written or read (e.g. --dump-dir)
-        sys.stderr.write(f"neuralc: error: {e}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+        return fail(e, EXIT_USAGE)
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:  # a file the user named could not be written or read (e.g. --dump-dir)
+        return fail(e, EXIT_USAGE)
+    except MemoryError:
+        # Runs are refused beforehand when their estimate passes the limit; this is what is
+        # left when the machine has less free memory than the limit allows.
+        return fail(f"out of memory; this machine could not provide what the run needed "
+                    f"(neuralc allows up to {MEMORY.show()}: set {MEMORY.env} lower to be "
+                    "refused earlier)", EXIT_MODEL)
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

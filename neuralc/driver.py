@@ -9,12 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from neuralc.diagnostics import CompileError, Diagnostic, DiagnosticEngine
+from neuralc.files import FileProblem, FileTooLarge, read_text
 from neuralc.frontend.hparams import HParams
 from neuralc.frontend.lower import lower
 from neuralc.frontend.macros import expand
 from neuralc.frontend.model import CompiledModel
 from neuralc.frontend.parser import parse
 from neuralc.ir.core import Module
+from neuralc.limits import SOURCE_BYTES
+from neuralc.location import FileLoc
 from neuralc.passes.base import PassContext
 from neuralc.passes.manager import PassManager
 from neuralc.passes.pipelines import pipeline
@@ -75,7 +78,9 @@ def compile_source(
         )
     defaulted = hparams.defaulted()
     if defaulted:
-        listing = ", ".join(f"{u.path}={u.value!r} from {u.space}" for u in defaulted)
+        listing = ", ".join(f"{u.path}={u.value!r} from {u.space}" for u in defaulted[:10])
+        if len(defaulted) > 10:  # a macro or repeat can make thousands
+            listing += f" and {len(defaulted) - 10:,} more"
         diags.warning(
             f"unresolved hyperparameters take their defaults: {listing}; "
             "set them with --hparam NAME=VALUE",
@@ -104,16 +109,23 @@ def tensor_stage(model: CompiledModel, passes: list[str], pass_manager: PassMana
     return copy, list(diags.warnings)
 
 
+def network_names(path: str | Path) -> list[str]:
+    """The names of the networks in a model file, in order, each once (``check`` checks all)."""
+    text = read_source(Path(path))
+    return list(dict.fromkeys(n.name for n in parse(text, str(path)).networks))
+
+
 def compile_file(path: str | Path, **kwargs) -> CompiledModel:
-    p = Path(path)
+    return compile_source(read_source(Path(path)), str(path), **kwargs)
+
+
+def read_source(p: Path) -> str:
+    """The text of a model or IR file, read bounded (neuralc.files: no FIFO, no device, no
+    file over the size limit): too large is an error in the file, at its first line; any
+    other failure is a usage error."""
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"no such file: {p}") from None
-    except IsADirectoryError:
-        raise UsageError(f"{p} is a directory, not a model file") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{p} is not a UTF-8 text file") from None
-    except OSError as e:
-        raise UsageError(f"cannot read {p}: {e.strerror}") from None
-    return compile_source(text, str(path), **kwargs)
+        return read_text(p, SOURCE_BYTES.value, SOURCE_BYTES.exceeded())
+    except FileTooLarge as e:
+        raise CompileError([Diagnostic("error", str(e), FileLoc(str(p), 1, 1, 1, 2))]) from None
+    except FileProblem as e:
+        raise UsageError(str(e)) from None

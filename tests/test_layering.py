@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "neuralc"
 
 # Lowest first. Modules on one rank may import each other only within their own package.
 RANKS: list[tuple[str, ...]] = [
+    ("limits", "files"),
     ("location",),
     ("diagnostics",),
     ("ir",),
@@ -24,6 +25,7 @@ RANKS: list[tuple[str, ...]] = [
     ("driver",),
     ("backends",),
     ("api",),
+    ("bench",),
     ("commands",),
     ("cli",),
     ("__init__",),

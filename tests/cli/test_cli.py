@@ -125,12 +125,15 @@ def test_model_errors_exit_1(capsys, tmp_path):
 
 
 def test_several_networks_need_network_flag(capsys, tmp_path):
+    """run and compile need --network; check checks every network (issue 15)."""
     f = tmp_path / "two.nr"
     f.write_text("network A { input: (2,) layers: Dense(1) }\nnetwork B { input: (3,) layers: Dense(2) }\n")
-    code, _, err = run(capsys, "check", f)
+    code, _, err = run(capsys, "run", f, "--random")
     assert code == 2 and "A, B" in err
+    code, out, _ = run(capsys, "check", f)
+    assert code == 0 and "network A" in out and "network B" in out
     code, out, _ = run(capsys, "check", f, "--network", "B")
-    assert code == 0 and "network B" in out
+    assert code == 0 and "network B" in out and "network A" not in out
 
 
 def test_console_script_runs_without_traceback(tmp_path):
@@ -173,5 +176,7 @@ def test_random_run_flags_are_checked(capsys, argv, message):
 
 
 def test_output_path_is_reported_as_written(capsys, tmp_path):
+    """-o writes exactly the path given (no .npy appended to a path the user chose)."""
     code, out, _ = run(capsys, "run", MNIST, "--random", "-o", tmp_path / "y")
-    assert code == 0 and f"wrote {tmp_path / 'y.npy'}" in out and (tmp_path / "y.npy").exists()
+    assert code == 0 and f"wrote {tmp_path / 'y'}" in out
+    assert np.load(tmp_path / "y").shape == (2, 10) and not (tmp_path / "y.npy").exists()

@@ -312,8 +312,12 @@ class KernelCodegen(IndexEmitter):
             hi_v = self.intrinsic("smin", [hi_v, Val("%par.hi", "i64")])
             left = None
         start = lo_v
-        steps = ([(jam, width)] if jam > 1 else []) + ([(1, width)] if width > 1 else []) \
-            + ([] if width > 1 else [(1, 1)])
+        steps = [(jam, width)] if jam > 1 else []
+        if jam > 1 and left is not None and (left % (jam * width)) // width > 1:
+            # A static remainder of several rows (or vectors) runs as one smaller tile, not
+            # one at a time: 11 rows with a tile of 6 are a 6-row and a 5-row tile.
+            steps.append(((left % (jam * width)) // width, width))
+        steps += [(1, width)] if width > 1 else [(1, 1)]
         for copies, lanes in steps:  # the main loop, then its remainders
             if left is not None and left < copies * lanes:
                 continue  # not one whole step left: no loop

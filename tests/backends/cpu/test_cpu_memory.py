@@ -24,7 +24,7 @@ EXAMPLES = sorted(Path(__file__).resolve().parents[3].joinpath("examples").glob(
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_reported_arena_is_what_the_code_gets(path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["check", str(path), "--report"]) == 0
+    assert main(["check", str(path), "--report", "--target", "cpu"]) == 0
     report = capsys.readouterr().out
     reported = int(re.search(r"arena:\s+([\d,]+) bytes", report).group(1).replace(",", ""))
     comp = compile_for_cpu(compile_file(path), 2)
