@@ -402,7 +402,7 @@ def _random_inputs(model: CompiledModel, args: argparse.Namespace) -> list[np.nd
     for k, val in given.items():
         problem = size_problem(k, val, facts.get(k))
         if problem is not None:
-            raise UsageError(f"{flag[k]}: {problem}")
+            raise UsageError(f"{flag[k]}: {problem.removeprefix('but ')}")
     sizes = symbol_sizes(model.module, args.batch or 2, 8) | given
     refusal = run_memory(model.module.funcs[0], sizes).over_limit()
     if refusal is not None:

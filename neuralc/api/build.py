@@ -38,7 +38,7 @@ from neuralc.runtime.artifact_variants import (
     get_variant,
     registered_kinds,
 )
-from neuralc.runtime.weights import WeightsError
+from neuralc.runtime.weights import encode_weights
 
 # Modules that register a variant kind when imported. A kind's package adds itself here
 # (the native cpu target: "neuralc.backends.cpu.variant"; cuda: "neuralc.backends.cuda.variant").
@@ -93,16 +93,7 @@ def kinds_for_target(target: str) -> tuple[str, ...]:
 
 def weights_bytes(weights: dict[str, np.ndarray]) -> bytes:
     """The weights as a safetensors file (bytes), in program order."""
-    from safetensors.numpy import save
-
-    tensors: dict[str, np.ndarray] = {}
-    for name, value in weights.items():
-        a = np.asarray(value)
-        if a.dtype.kind not in "fiub":
-            raise WeightsError(f"weight '{name}' has dtype {a.dtype}, which safetensors "
-                               "cannot store")
-        tensors[name] = a if a.flags.c_contiguous else a.copy(order="C")
-    return save(tensors)
+    return encode_weights(weights)
 
 
 def safetensors_offsets(data: bytes) -> dict[str, tuple[int, int]]:

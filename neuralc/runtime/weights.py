@@ -389,13 +389,10 @@ def _file_layout(path: Path) -> str | None:
         return None
 
 
-def save_weights(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray],
-                 metadata: dict[str, str] | None = None) -> None:
-    """Write weights as a safetensors file (the one format :func:`load_weights` reads).
-
-    Written whole or not at all through neuralc.files: a symlink is written through, a
-    destination that is no regular file (``/dev/full``, a FIFO) is refused, and a failed
-    write (a full disk) is a WeightsError."""
+def encode_weights(weights: Mapping[str, np.ndarray],
+                   metadata: dict[str, str] | None = None) -> bytes:
+    """The weights as the bytes of a safetensors file, marked as neuralc's own layout (so
+    loading them back never asks whether they came from PyTorch)."""
     from safetensors.numpy import save
 
     tensors: dict[str, np.ndarray] = {}
@@ -408,9 +405,19 @@ def save_weights(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray]
                                "cannot store")
         tensors[name] = a
     try:
-        data = save(tensors, metadata={LAYOUT_KEY: NEURALC_LAYOUT, **(metadata or {})})
+        return save(tensors, metadata={LAYOUT_KEY: NEURALC_LAYOUT, **(metadata or {})})
     except Exception as e:  # noqa: BLE001 - the library raises several types; none may escape
-        raise WeightsError(f"cannot write weights to '{path}' ({e})") from None
+        raise WeightsError(f"cannot encode the weights ({e})") from None
+
+
+def save_weights(path: str | os.PathLike[str], weights: Mapping[str, np.ndarray],
+                 metadata: dict[str, str] | None = None) -> None:
+    """Write weights as a safetensors file (the one format :func:`load_weights` reads).
+
+    Written whole or not at all through neuralc.files: a symlink is written through, a
+    destination that is no regular file (``/dev/full``, a FIFO) is refused, and a failed
+    write (a full disk) is a WeightsError."""
+    data = encode_weights(weights, metadata)
     try:
         write_bytes(path, data)
     except FileProblem as e:

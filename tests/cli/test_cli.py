@@ -102,7 +102,7 @@ def test_bad_weights_file_is_a_clear_error(capsys, tmp_path):
     ["check"],
     ["check", "no/such/file.nr"],
     ["run", str(MNIST)],
-    [str(MNIST), "--target", "cuda"],
+    [str(MNIST), "--target", "tensorrt"],  # TensorRT is not installed in the tests
     [str(MNIST), "-O", "7"],
     [str(MNIST), "--bogus-flag"],
     ["check", str(MNIST), "--hparam", "nothing"],

@@ -179,14 +179,25 @@ def test_rms_norm_without_scale_over_a_symbolic_axis() -> None:
 
 
 @pytest.mark.parametrize("layer", [
-    "LayerNormalization()", "LayerNormalization(axis=[2, 3])", "GroupNormalization(2)",
-    "GroupNormalization(2, axis=2)", "InstanceNormalization()", "RMSNormalization()",
-    "Softmax(axis=[1, 2])", "BatchNormalization()", "BatchNormalization(axis=2)",
+    "LayerNormalization()", "LayerNormalization(axis=[2, 3])", "RMSNormalization()",
+    "BatchNormalization()", "BatchNormalization(axis=2)",
 ])
 def test_each_normalisation_fuses_into_one_kernel(layer: str) -> None:
-    """Reductions of one shape over the same axes plus elementwise ops: one fused kernel."""
+    """Reductions over the innermost axes plus elementwise ops: one fused kernel."""
     low = check_lowering(net("(seq, 6, 4)", layer), passes="lower-to-tensor,fuse")
     assert op_names(low).count("kernel.fused") == 1, op_names(low)
+
+
+@pytest.mark.parametrize("layer", [
+    "GroupNormalization(2)", "GroupNormalization(2, axis=2)", "InstanceNormalization()",
+    "Softmax(axis=[1, 2])",
+])
+def test_statistics_over_outer_axes_get_their_own_kernels(layer: str) -> None:
+    """A reduction over axes that are not innermost, broadcast back over its input, stays out of
+    the consumer's kernel (loop code would recompute it for every element): the two statistics
+    (mean and variance, or max and sum) and the elementwise result are three kernels."""
+    low = check_lowering(net("(seq, 6, 4)", layer), passes="lower-to-tensor,fuse")
+    assert op_names(low).count("kernel.fused") == 3, op_names(low)
 
 
 # -- activation layers ---------------------------------------------------------------------------
