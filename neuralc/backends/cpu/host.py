@@ -276,7 +276,8 @@ def _optimised_module(llvm_ir: str, spec: TargetSpec, opt: int) -> Iterator[tupl
             module.triple = spec.triple
             module.data_layout = str(tm.target_data)
             pto = llvm.create_pipeline_tuning_options(speed_level=opt)
-            pto.loop_vectorization = False  # the schedule vectorises; LLVM's own would only grow the remainders
+            # The schedule vectorises; LLVM's own vectoriser would only grow the remainders.
+            pto.loop_vectorization = False
             pto.slp_vectorization = opt >= 2
             pto.loop_unrolling = False  # likewise: unroll-and-jam is the schedule's
             pto.loop_interleaving = False

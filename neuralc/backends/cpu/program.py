@@ -24,8 +24,8 @@ from neuralc.backends.cpu.kernel_codegen import (
     KernelCodegen,
     split_loop,
 )
-from neuralc.backends.cpu.threads import pool_ir
 from neuralc.backends.cpu.llvm_text import FunctionText, Val
+from neuralc.backends.cpu.threads import pool_ir
 from neuralc.ir.core import Module, Op, func_body
 from neuralc.ir.dialects.loop import dim
 from neuralc.ir.dims import Dim, symbols

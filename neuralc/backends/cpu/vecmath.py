@@ -11,9 +11,10 @@ enough bits that their products with the reduction integer are exact.
 ``define(name, width)`` returns one self-contained definition ``@nc_<name>_v<N>f32`` (``f32``
 for width 1): ``internal``, ``alwaysinline`` and ``memory(none)``, so it inlines into its caller
 and disappears when unused (``inline=False``: ``@..._call``, ``noinline``, for callers that
-would otherwise inline many copies). Intrinsics are not declared: LLVM (17+) declares them implicitly, so
-several definitions concatenate into one module without duplicate declarations. Functions are
-generated whole (``tanh`` contains its own ``exp``), so no definition depends on another.
+would otherwise inline many copies). Intrinsics are not declared: LLVM (17+) declares them
+implicitly, so several definitions concatenate into one module without duplicate
+declarations. Functions are generated whole (``tanh`` contains its own ``exp``), so no
+definition depends on another.
 
 Semantics follow numpy float32, with the error bounds in each generator's docstring (measured
 against float64 references over dense sweeps in ``tests/backends/cpu/test_vecmath.py``). No

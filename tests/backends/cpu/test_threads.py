@@ -148,7 +148,7 @@ def test_a_pool_restarts_after_a_stop() -> None:
     start = jit.function("nc_pool_start", ctypes.c_int32, ctypes.c_int32)
     stop = jit.function("nc_pool_stop", None)
     counts = np.zeros(64, np.int64)
-    for k in range(3):
+    for _ in range(3):
         assert start(2) == 2
         _stress(jit, counts, 1000, 30.0)
         stop()
