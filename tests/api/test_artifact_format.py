@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -14,8 +15,11 @@ import pytest
 from api_helpers import MNIST
 
 import neuralc
+from neuralc.backends.cpu import variant as cpu_variant
 from neuralc.cli import main
 from neuralc.runtime.artifact import FORMAT_VERSION, ArtifactError, version_problem
+
+HOST_ENTRY = cpu_variant.LEVELS[cpu_variant.host_level()][0]  # auto's native code for here
 
 
 def _members(path: Path) -> dict[str, bytes]:
@@ -40,29 +44,47 @@ def _with_manifest(src: Path, dst: Path, change) -> Path:
     return _rezip(dst, members)
 
 
+def _names(manifest: dict) -> list[str]:
+    return [v["name"] for v in manifest["variants"]]
+
+
 def test_contents_digests_and_weights_stored_once(mnist_ncz):
     members = _members(mnist_ncz)
     manifest = json.loads(members["manifest.json"])
-    assert list(members) == ["manifest.json", "graph.nir", "weights.safetensors",
-                             "variants/onnx/model.onnx", "variants/reference/model.nir"]
+    variants = {v["name"]: v for v in manifest["variants"]}
+    # cuda entries only where the build saw a GPU; else the manifest says why there are none.
+    cuda = [n for n in variants if variants[n]["kind"] == "cuda"]
+    assert bool(cuda) != ("cuda" in manifest["not_built"])
+    assert _names(manifest) == cuda + [HOST_ENTRY, "onnx", "reference"]
+    assert list(variants[HOST_ENTRY]["files"]) == [f"variants/{HOST_ENTRY}/model.o",
+                                                   f"variants/{HOST_ENTRY}/program.json"]
+    assert list(variants["onnx"]["files"]) == ["variants/onnx/model.onnx"]
+    assert list(variants["reference"]["files"]) == ["variants/reference/model.nir"]
+    assert list(members)[:3] == ["manifest.json", "graph.nir", "weights.safetensors"]
+    rest = list(members)[3:]  # each variant's files, best variant first
+    assert sorted(rest) == sorted(f for v in manifest["variants"] for f in v["files"])
+    assert list(dict.fromkeys(m.split("/")[1] for m in rest)) == _names(manifest)
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["neuralc_version"] == neuralc.__version__
     assert manifest["model"]["source_sha256"] == hashlib.sha256(MNIST.read_bytes()).hexdigest()
     assert (manifest["precision"], manifest["opt_level"]) == ("fp32", 2)
-    assert [v["name"] for v in manifest["variants"]] == ["onnx", "reference"]
     for v in manifest["variants"]:
         for name, digest in v["files"].items():
             assert hashlib.sha256(members[name]).hexdigest() == digest
-    # The ONNX model points into weights.safetensors instead of holding a second copy.
-    assert len(members["variants/onnx/model.onnx"]) < 10_000
+    # The ONNX model points into weights.safetensors instead of holding a second copy, and the
+    # native code reads the weights through its pointer table: neither holds them again.
     assert len(members["weights.safetensors"]) > 900_000
-    assert manifest["variants"][0]["meta"]["shared_weights"] == 8
+    assert len(members["variants/onnx/model.onnx"]) < 10_000
+    assert variants["onnx"]["meta"]["shared_weights"] == 8
+    assert sum(len(members[f]) for f in variants[HOST_ENTRY]["files"]) < 100_000
 
 
 def test_the_cli_and_the_api_write_the_same_artifact(mnist_ncz, tmp_path, capsys):
     out = tmp_path / "cli.ncz"
     assert main([str(MNIST), "--target", "auto", "-o", str(out)]) == 0
-    assert f"wrote {out} (variants, best first: onnx, reference)" in capsys.readouterr().out
+    names = _names(json.loads(_members(mnist_ncz)["manifest.json"]))
+    assert HOST_ENTRY in names
+    assert f"wrote {out} (variants, best first: {', '.join(names)})" in capsys.readouterr().out
     assert _members(out) == _members(mnist_ncz)
 
 
@@ -80,10 +102,14 @@ def test_loading_needs_no_source_file(tmp_path, make_inputs):
 def test_each_variant_of_one_artifact_agrees(mnist_ncz, make_inputs):
     onnx = neuralc.load(mnist_ncz, variant="onnx")
     reference = neuralc.load(mnist_ncz, variant="reference")
+    native = neuralc.load(mnist_ncz, variant="cpu")  # a kind names its best entry here
+    assert (native.target, native.device) == (HOST_ENTRY, "cpu")
     (x,) = make_inputs(onnx)
     np.testing.assert_allclose(onnx(x), reference(x), rtol=1e-5, atol=1e-6)
-    with pytest.raises(ArtifactError, match="has no variant 'cpu'; it has: onnx, reference"):
-        neuralc.load(mnist_ncz, variant="cpu")
+    np.testing.assert_allclose(native(x), reference(x), rtol=1e-4, atol=1e-5)
+    names = re.escape(", ".join(reference.variants))
+    with pytest.raises(ArtifactError, match=f"has no variant 'tensorrt'; it has: {names}$"):
+        neuralc.load(mnist_ncz, variant="tensorrt")
 
 
 def _corrupt(kind: str, src: Path, dst: Path) -> Path:
@@ -178,7 +204,7 @@ def test_a_compatible_patch_version_loads(mnist_ncz, tmp_path):
     major, minor, _ = neuralc.__version__.split(".")
     path = _with_manifest(mnist_ncz, tmp_path / "patch.ncz",
                           lambda m: m.update(neuralc_version=f"{major}.{minor}.99"))
-    assert neuralc.load(path).target == "onnx"
+    assert neuralc.load(path, device="cpu").target == HOST_ENTRY
 
 
 def test_cli_artifact_usage_errors(mnist_ncz, capsys):

@@ -1,12 +1,14 @@
 """Device selection with the probes replaced by fixed answers: the variant chosen and the report.
 
 Only the probe functions are doubled (what the CUDA driver, /proc/cpuinfo and the installed
-packages say); the cuda and cpu entries are manifest entries as those variants will write them.
+packages say), and in one test the kinds this neuralc loads; the fake cuda and cpu entries are
+manifest entries in the form those variants write, next to MNIST's real entries.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -18,7 +20,10 @@ import pytest
 from api_helpers import MNIST, ROOT
 
 import neuralc
+from neuralc.api import model as model_module
+from neuralc.api.build import build_artifact
 from neuralc.backends import select
+from neuralc.backends.cpu import variant as cpu_variant
 from neuralc.backends.select import (
     CpuInfo,
     CudaInfo,
@@ -30,8 +35,10 @@ from neuralc.backends.select import (
     select_variant,
 )
 from neuralc.cli import main
+from neuralc.driver import compile_file
 from neuralc.runtime.artifact import pack, read_artifact
 from neuralc.runtime.artifact_variants import VariantEntry
+from neuralc.runtime.weights import init_weights
 
 NO_DRIVER = CudaInfo(problem="no driver found")
 H100 = CudaInfo((Gpu(0, "NVIDIA H100", (9, 0)),), driver_version=12080)
@@ -39,6 +46,7 @@ A10 = CudaInfo((Gpu(0, "NVIDIA A10", (8, 6)),), driver_version=12080)
 SKYLAKE_X = CpuInfo("x86_64", frozenset({"sse2", "avx2", "fma", "avx512f"}))
 HASWELL = CpuInfo("x86_64", frozenset({"sse2", "avx2", "fma"}))
 OLD_X86 = CpuInfo("x86_64", frozenset({"sse2"}))
+RISCV = CpuInfo("riscv64", frozenset())  # no native code of neuralc's runs on it
 
 FAKE_ENTRIES = [
     {"name": "cuda-sm90", "kind": "cuda", "device": "cuda", "summary": "Triton cubins for sm_90",
@@ -67,11 +75,17 @@ def host(monkeypatch):
     return set_host
 
 
+def _real_portable(path):
+    """The artifact's real onnx and reference entries (its native cpu and cuda entries would
+    share names with the fake ones, such as cpu-avx512)."""
+    return [e for e in read_artifact(path).manifest["variants"]
+            if e["kind"] in ("onnx", "reference")]
+
+
 @pytest.fixture(scope="module")
 def entries(mnist_ncz):
     """The fake cuda and cpu entries, then the real onnx and reference entries of MNIST."""
-    real = read_artifact(mnist_ncz).manifest["variants"]
-    return [VariantEntry.from_json(e) for e in FAKE_ENTRIES + real]
+    return [VariantEntry.from_json(e) for e in FAKE_ENTRIES + _real_portable(mnist_ncz)]
 
 
 def choose(entries, **kwargs):
@@ -169,6 +183,37 @@ def test_unknown_requirements_and_unloadable_kinds_are_skipped(host, entries):
         ("cpu-amx", "needs 'amx_tiles', which this neuralc does not know (a newer one wrote it)")]
 
 
+def test_real_cpu_levels_follow_the_faked_host(host, tmp_path, make_inputs):
+    """The native entries as the cpu variant writes them (their real requirements), for three
+    x86-64 levels: a host runs the best level it has every feature of, and loading runs it."""
+    real = probe_cpu()
+    if real.arch != "x86_64" or cpu_variant.host_level() == "x86-64":
+        pytest.skip("needs an x86-64 host with AVX2 (x86-64-v3) to run the levels")
+    graph = compile_file(MNIST)
+    data = build_artifact(graph, init_weights(graph.module), source_text=MNIST.read_text(),
+                          target="cpu", options={"cpu_levels": ["x86-64-v3", "x86-64"]})
+    path = data.write(tmp_path / "levels.ncz")
+    no_avx512 = frozenset(f for f in real.features if not f.startswith("avx512"))
+    hosts = [(no_avx512, "cpu-x86-64-v3", "  skipped cpu-avx512: host lacks avx512f"),
+             (no_avx512 - {"avx2"}, "cpu-x86-64", "  skipped cpu-x86-64-v3: host lacks avx2")]
+    if cpu_variant.host_level() == "x86-64-v4":
+        hosts.insert(0, (real.features, "cpu-avx512", None))
+    outputs = []
+    for features, chosen, skipped in hosts:
+        host(cpu=CpuInfo("x86_64", features))
+        model = neuralc.load(path)
+        assert model.target == chosen
+        assert skipped is None or skipped in model.selection_report.splitlines()
+        (x,) = make_inputs(model)
+        outputs.append(model(x))
+    for y in outputs[1:]:
+        np.testing.assert_allclose(y, outputs[0], rtol=1e-4, atol=1e-5)
+    host(cpu=CpuInfo("aarch64", frozenset({"asimd"})))
+    with pytest.raises(NoVariantError, match=r"cpu-x86-64: the host is aarch64, the code is "
+                                             r"for x86_64\)"):
+        neuralc.load(path)
+
+
 def test_nothing_runs(host, entries):
     host(missing={"onnxruntime"})
     onnx = [e for e in entries if e.kind == "onnx"]
@@ -188,7 +233,7 @@ def test_device_strings():
 def _with_fake_entries(src, dst):
     data = read_artifact(src)
     manifest = dict(data.manifest)
-    real = manifest["variants"]
+    real = _real_portable(src)
     fake_files = [{f"variants/{e['name']}/kernels.bin": e["name"].encode()} for e in FAKE_ENTRIES]
     manifest["variants"] = FAKE_ENTRIES + real
     shared = {n: data.members[n] for n in manifest["members"]}
@@ -197,9 +242,12 @@ def _with_fake_entries(src, dst):
     return dst
 
 
-def test_load_skips_kinds_this_neuralc_cannot_load(host, mnist_ncz, tmp_path, make_inputs):
-    """An artifact whose manifest has cuda and cpu entries: neither kind is built in this
-    neuralc, so loading runs onnx and the report says why each better entry was skipped."""
+def test_load_skips_kinds_this_neuralc_cannot_load(host, mnist_ncz, tmp_path, make_inputs,
+                                                  monkeypatch):
+    """An artifact whose manifest has cuda and cpu entries, loaded by a neuralc that loads
+    neither kind (one built without them: the registry is all that is doubled here), runs
+    onnx, and the report says why each better entry was skipped."""
+    monkeypatch.setattr(model_module, "load_variant_modules", lambda: ["onnx", "reference"])
     path = _with_fake_entries(mnist_ncz, tmp_path / "fat.ncz")
     host(cpu=HASWELL, cuda=H100)
     model = neuralc.load(path)
@@ -212,28 +260,50 @@ def test_load_skips_kinds_this_neuralc_cannot_load(host, mnist_ncz, tmp_path, ma
         "  skipped cpu-x86-64-v3: this neuralc cannot load cpu variants",
         "  skipped cpu-aarch64: this neuralc cannot load cpu variants"]
     (x,) = make_inputs(model)
-    np.testing.assert_array_equal(model(x), neuralc.load(mnist_ncz)(x))
+    np.testing.assert_array_equal(model(x), neuralc.load(mnist_ncz, variant="onnx")(x))
     with zipfile.ZipFile(path) as z:
         assert len(json.loads(z.read("manifest.json"))["variants"]) == 7
 
 
+def _cuda_unavailable(mnist_ncz):
+    """Why device 'cuda' cannot be honoured without a driver: each cuda entry of the artifact
+    (built where a GPU was), else the reason the build gave for having none."""
+    manifest = read_artifact(mnist_ncz).manifest
+    cuda = [v["name"] for v in manifest["variants"] if v["kind"] == "cuda"]
+    if cuda:
+        return "; ".join(f"{name}: no driver found" for name in cuda)
+    return f"there is no cuda variant; cuda: {manifest['not_built']['cuda']}"
+
+
 def test_load_warns_when_the_device_cannot_be_honoured(host, mnist_ncz):
     host(cuda=NO_DRIVER)
-    with pytest.warns(neuralc.NeuralcWarning, match=r"device 'cuda' cannot be honoured \(there "
-                                                    r"is no cuda variant; cuda: this neuralc"):
+    why = _cuda_unavailable(mnist_ncz)
+    with pytest.warns(neuralc.NeuralcWarning,
+                      match=re.escape(f"device 'cuda' cannot be honoured ({why}); running ")):
         model = neuralc.load(mnist_ncz, device="cuda")
     assert model.device == "cpu"
 
 
 def test_cli_verbose_report_and_warning(host, mnist_ncz, capsys):
-    host(cuda=NO_DRIVER)
+    """A CPU the artifact has no native code for and no GPU driver: onnx runs, and the
+    report says why the native and the cuda code were skipped."""
+    host(cpu=RISCV, cuda=NO_DRIVER)
+    manifest = read_artifact(mnist_ncz).manifest
     assert main(["run", str(mnist_ncz), "--random", "--device", "cuda", "-v"]) == 0
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("neuralc: warning: device 'cuda' cannot be honoured")
+    assert err[0] == (f"neuralc: warning: device 'cuda' cannot be honoured "
+                      f"({_cuda_unavailable(mnist_ncz)}); running onnx on cpu instead")
     assert err[1] == ("DigitNet: running variant 'onnx' on cpu (neuralc's ONNX model, run by "
                       "onnxruntime's CPU provider)")
-    assert "  skipped cuda: not in this artifact (this neuralc does not build cuda variants yet)" \
-        in err
+    assert any(v["kind"] == "cpu" for v in manifest["variants"])  # code for the real host
+    for v in manifest["variants"]:
+        if v["kind"] == "cpu":
+            assert (f"  skipped {v['name']}: the host is riscv64, the code is for "
+                    f"{v['requires']['arch']}") in err
+        elif v["kind"] == "cuda":
+            assert f"  skipped {v['name']}: no driver found" in err
+    if "cuda" in manifest["not_built"]:
+        assert f"  skipped cuda: not in this artifact ({manifest['not_built']['cuda']})" in err
     assert main(["run", str(mnist_ncz), "--random"]) == 0
     assert capsys.readouterr().err == (
         "neuralc: DigitNet: running variant 'onnx' on cpu (neuralc's ONNX model, run by "

@@ -21,6 +21,7 @@ from typing import Any
 
 import llvmlite.binding as llvm
 
+from neuralc.backends.base import BackendUnavailable
 from neuralc.backends.cpu import cache
 from neuralc.backends.cpu.host import (
     LLVM_LOCK,
@@ -28,6 +29,7 @@ from neuralc.backends.cpu.host import (
     compile_object,
     fresh_target_machine,
 )
+from neuralc.backends.cpu.objfile import unresolved
 
 __all__ = ["JitModule"]
 
@@ -72,6 +74,12 @@ class JitModule:
             if key is not None:
                 cache.store(key, obj)
         self.object_code = obj
+        missing = unresolved(obj)
+        if missing:
+            raise BackendUnavailable(
+                f"the native code for {spec.cpu} calls {', '.join(missing)}, which this "
+                "process does not provide (a conversion this CPU has no instruction for); "
+                "use fp32, or another target")
         self._engine = self._load(obj, spec)
         self.compile_seconds = time.perf_counter() - start
 

@@ -568,6 +568,9 @@ class KernelCodegen(IndexEmitter):
     def binary(self, fn: str, a: Val, b: Val) -> Val:
         lanes = max(a.lanes, b.lanes)
         a, b = self.splat_to(a, lanes), self.splat_to(b, lanes)
+        if a.dtype == "bf16":  # in float32, rounded once (LLVM's promotion would call a libcall)
+            wide = self.binary(fn, self.convert(a, "f32"), self.convert(b, "f32"))
+            return self.convert(wide, "bf16")
         if a.dtype in FLOATS:
             if fn in ("max", "min"):
                 return self.intrinsic("maximum" if fn == "max" else "minimum", [a, b])
@@ -586,6 +589,8 @@ class KernelCodegen(IndexEmitter):
     def compare(self, fn: str, a: Val, b: Val) -> Val:
         lanes = max(a.lanes, b.lanes)
         a, b = self.splat_to(a, lanes), self.splat_to(b, lanes)
+        if a.dtype == "bf16":
+            a, b = self.convert(a, "f32"), self.convert(b, "f32")
         if a.dtype in FLOATS:
             ref = self.f.assign(f"fcmp {_FCMP[fn]} {a.ty} {a.ref}, {b.ref}", "c")
         else:
@@ -598,23 +603,55 @@ class KernelCodegen(IndexEmitter):
             return v
         src, lanes = v.dtype, v.lanes
         tt = llvm_type(to, lanes)
+        if src == "bf16":  # the high half of a float32
+            i32 = llvm_type("i32", lanes)
+            wide = self.f.assign(f"zext {v.ty} {v.ref} to {i32}")
+            high = self.f.assign(f"shl {i32} {wide}, {self.f.splat(Val('16', 'i32'), lanes).ref}")
+            f32 = Val(self.f.assign(f"bitcast {i32} {high} to {llvm_type('f32', lanes)}"),
+                      "f32", lanes)
+            return self.convert(f32, to)
         if src in FLOATS and to in FLOATS:
             op = "fpext" if ITEMSIZE[to] > ITEMSIZE[src] or (src, to) == ("f16", "bf16") \
                 else "fptrunc"
-            if {src, to} == {"f16", "bf16"}:  # through float32: no direct conversion
-                return self.convert(self.convert(v, "f32"), to)
+            if to == "bf16":
+                return self.round_to_bf16(self.convert(v, "f32"))
             return Val(self.f.assign(f"{op} {v.ty} {v.ref} to {tt}"), to, lanes)
         if src in FLOATS and to == "i1":
             zero = Val(literal(0.0, src), src)
             return self.compare("ne", v, zero)
         if src in FLOATS:
             return Val(self.f.assign(f"fptosi {v.ty} {v.ref} to {tt}"), to, lanes)
+        if to == "bf16":
+            return self.round_to_bf16(self.convert(v, "f32"))
         if to in FLOATS:
             op = "uitofp" if src == "i1" else "sitofp"
             return Val(self.f.assign(f"{op} {v.ty} {v.ref} to {tt}"), to, lanes)
         if to == "i1":
             return self.icmp("ne", v, Val("0", src))
         return self.cast_int(v, to)
+
+    def round_to_bf16(self, v: Val) -> Val:
+        """float32 to bfloat16, rounding to nearest even in integer arithmetic (as
+        ``numeric.round_bf16``). Not ``fptrunc``: without AVX512-BF16, LLVM calls
+        ``__truncsfbf2``, which a Python process does not have, and the hardware instruction
+        flushes denormals where the reference does not."""
+        lanes = v.lanes
+        i32, i16 = llvm_type("i32", lanes), llvm_type("i16", lanes)
+
+        def k(c: int) -> str:
+            return self.f.splat(Val(str(c), "i32"), lanes).ref
+
+        bits = self.f.assign(f"bitcast {v.ty} {v.ref} to {i32}")
+        lsb = self.f.assign(f"lshr {i32} {bits}, {k(16)}")
+        lsb = self.f.assign(f"and {i32} {lsb}, {k(1)}")
+        bias = self.f.assign(f"add {i32} {lsb}, {k(0x7FFF)}")
+        rounded = self.f.assign(f"add {i32} {bits}, {bias}")
+        quiet = self.f.assign(f"or {i32} {bits}, {k(0x400000)}")
+        nan = self.f.assign(f"fcmp uno {v.ty} {v.ref}, {v.ref}", "c")
+        chosen = self.f.assign(f"select {llvm_type('i1', lanes)} {nan}, {i32} {quiet}, "
+                               f"{i32} {rounded}")
+        high = self.f.assign(f"lshr {i32} {chosen}, {k(16)}")
+        return Val(self.f.assign(f"trunc {i32} {high} to {i16}"), "bf16", lanes)
 
     # -- elementwise functions -------------------------------------------------------------
     def unary(self, fn: str, x: Val, alpha: float | None) -> Val:
@@ -857,6 +894,8 @@ class KernelCodegen(IndexEmitter):
         return self.binary(kind, acc, x)
 
     def horizontal(self, kind: str, v: Val) -> Val:
+        if v.dtype == "bf16":
+            return self.convert(self.horizontal(kind, self.convert(v, "f32")), "bf16")
         t = llvm_type(v.dtype)
         suffix = _mangle(v.dtype, v.lanes)
         if kind in ("add", "mul"):
@@ -901,7 +940,7 @@ def split_loop(kernel: Op) -> Op | None:
 
 
 def _mangle(dtype: str, lanes: int) -> str:
-    base = {"f32": "f32", "f16": "f16", "bf16": "bf16", "f64": "f64", "i64": "i64",
+    base = {"f32": "f32", "f16": "f16", "bf16": "i16", "f64": "f64", "i64": "i64",
             "i32": "i32", "i8": "i8", "i1": "i1"}[dtype]
     return base if lanes == 1 else f"v{lanes}{base}"
 

@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LLVM_TYPES = {"f32": "float", "f16": "half", "bf16": "bfloat", "f64": "double",
-              "i64": "i64", "i32": "i32", "i8": "i8", "i1": "i1"}
+# bfloat16 values live in i16 registers: LLVM promotes ``bfloat`` to float on CPUs without
+# AVX512-BF16 and rounds it back through ``__truncsfbf2``, a libcall a Python process lacks, so
+# the code generator does the two conversions itself in integer arithmetic.
+LLVM_TYPES = {"f32": "float", "f16": "half", "bf16": "i16", "f64": "double",
+              "i64": "i64", "i32": "i32", "i16": "i16", "i8": "i8", "i1": "i1"}
 FLOATS = ("f32", "f16", "bf16", "f64")
-ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i8": 1, "i1": 1}
+ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i64": 8, "i32": 4, "i16": 2, "i8": 1,
+            "i1": 1}
 
 
 def llvm_type(dtype: str, lanes: int = 1) -> str:
@@ -33,7 +37,7 @@ def float_literal(value: float, dtype: str) -> str:
         with np.errstate(over="ignore"):
             f32 = int(np.float32(v).view(np.uint32))
         bits = 0x7FC0 if v != v else ((f32 + 0x7FFF + ((f32 >> 16) & 1)) >> 16) & 0xFFFF
-        return f"0xR{bits:04X}"
+        return str(bits - 0x10000 if bits >= 0x8000 else bits)  # an i16 (see LLVM_TYPES)
     if dtype == "f32":
         with np.errstate(over="ignore"):
             v = float(np.float32(v))  # LLVM wants the double spelling of a float value

@@ -18,7 +18,8 @@ neuralc's dim parser, and hands the digest-checked object to LLVM's loader (MCJI
 RuntimeDyld, as the JIT does): nothing is recompiled, and nothing but neuralc's own kernels
 for this machine runs. The inputs are checked by the caller (``neuralc.api.model.Model``,
 the same checks as every variant) before :meth:`CpuRunner.run`. The runner starts no thread
-pool: where the code generator emits one, its kernels run on the calling thread.
+pool: where the code generator emits one, its kernels run on the calling thread. Calls from
+several threads run one at a time (they share the arena; ctypes releases the GIL).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import struct
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import llvmlite.binding as llvm
 import numpy as np
 
+from neuralc.backends.cpu import objfile
 from neuralc.backends.cpu.host import LLVM_LOCK, TargetSpec, fresh_target_machine
 from neuralc.ir.dims import Dim, evaluate, parse_dim, symbols
 from neuralc.ir.numeric import np_dtype
@@ -211,39 +213,20 @@ class ObjectModule:
 
 
 def undefined_symbols(obj: bytes) -> list[str]:
-    """The global symbols a 64-bit little-endian ELF object uses but does not define."""
-    if obj[:6] != b"\x7fELF\x02\x01":
-        raise ArtifactError("the cpu code is not a 64-bit ELF object")
-    shoff, = struct.unpack_from("<Q", obj, 0x28)
-    shentsize, shnum = struct.unpack_from("<HH", obj, 0x3A)
-    sections = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + k * shentsize)
-                for k in range(shnum)]
-    names = []
-    for sec in sections:
-        if sec[1] != 2:  # SHT_SYMTAB
-            continue
-        strtab = sections[sec[6]][4]
-        for off in range(sec[4], sec[4] + sec[5], 24):
-            name, info, _, shndx = struct.unpack_from("<IBBH", obj, off)
-            if shndx == 0 and info >> 4 in (1, 2) and name:  # undefined, global or weak
-                names.append(obj[strtab + name:obj.index(b"\0", strtab + name)].decode())
-    return sorted(set(names))
+    """The global symbols the object uses but does not define (ArtifactError if it is no
+    64-bit little-endian ELF object)."""
+    try:
+        return objfile.undefined_symbols(obj)
+    except objfile.ObjectFileError as e:
+        raise ArtifactError(f"the cpu code {e}") from None
 
 
 def unresolved(obj: bytes) -> list[str]:
-    """What the object needs that this process cannot give it (LLVM resolves calls out of
-    the object, such as ``memcpy`` or ``__truncsfbf2`` for bfloat16 without AVX512-BF16,
-    against the symbols the process has loaded)."""
-    process = ctypes.CDLL(None)
-    missing = []
-    for name in undefined_symbols(obj):
-        if name == "_GLOBAL_OFFSET_TABLE_":
-            continue
-        try:
-            getattr(process, name)
-        except AttributeError:
-            missing.append(name)
-    return missing
+    """What the object needs that this process cannot give it."""
+    try:
+        return objfile.unresolved(obj)
+    except objfile.ObjectFileError as e:
+        raise ArtifactError(f"the cpu code {e}") from None
 
 
 def _aligned(n: int) -> np.ndarray:
@@ -261,7 +244,9 @@ def _shape(t: MemRefType, env: Mapping[str, int]) -> tuple[int, ...]:
 
 
 def _weight(value: Any, t: MemRefType, name: str) -> np.ndarray:
-    a = np.ascontiguousarray(np.asarray(value).astype(np_dtype(t.dtype), copy=False))
+    a = np.asarray(value, dtype=np_dtype(t.dtype))
+    if not a.flags.c_contiguous:  # not np.ascontiguousarray: it makes a 0-d weight 1-d
+        a = a.copy(order="C")
     if a.shape != _shape(t, {}):
         raise ArtifactError(f"weight '{name}' has shape {a.shape}, expected {_shape(t, {})}")
     return a
@@ -289,6 +274,7 @@ class CpuRunner(Runner):
             arena = _aligned(max(int(evaluate(tables.init_arena_bytes, {})), ALIGN))
             init(ctypes.cast(self._init, _P), ctypes.cast(self._weights, _P), arena.ctypes.data)
         self._arena = _aligned(ALIGN)
+        self._lock = threading.Lock()  # one call at a time: they share the arena
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         # The arrays passed every input check already; binding again gives the sizes.
@@ -298,12 +284,13 @@ class CpuRunner(Runner):
                for a, x in zip(arrays, t.inputs)]
         outs = [np.empty(_shape(x, env), np_dtype(x.dtype)) for x in t.outputs]
         need = int(evaluate(t.arena_bytes, env))
-        if need > self._arena.size:
-            self._arena = _aligned(need)
         sizes = np.array([env[s] for s in t.symbols] or [0], np.int64)
-        self._run(ctypes.cast(_table(ins), _P), ctypes.cast(_table(outs), _P),
-                  ctypes.cast(self._init, _P), ctypes.cast(self._weights, _P),
-                  self._arena.ctypes.data, sizes.ctypes.data)
+        with self._lock:
+            if need > self._arena.size:
+                self._arena = _aligned(need)
+            self._run(ctypes.cast(_table(ins), _P), ctypes.cast(_table(outs), _P),
+                      ctypes.cast(self._init, _P), ctypes.cast(self._weights, _P),
+                      self._arena.ctypes.data, sizes.ctypes.data)
         return outs
 
 
