@@ -50,12 +50,22 @@ def kernel_profile(exe: CpuExecutable, inputs: list[np.ndarray],
     arena = aligned_bytes(max(need, 64))
     counters = np.zeros(max(len(sites), 1), np.int64)
     per_run: list[np.ndarray] = []
-    for k in range(warmup + repeat):
-        counters[:] = 0
-        run(_table(ins), _table(outs), exe._init_ptr, exe._weights_ptr, _address(arena),
-            _address(sizes), _address(counters))
-        if k >= warmup:
-            per_run.append(counters.copy())
+    # The profiled module has its own thread pool: start it as the executable's, so each
+    # kernel runs on the threads an ordinary inference gives it.
+    stop = None
+    if exe.threads > 1 and "nc_pool_start" in program.llvm_ir:
+        jit.function("nc_pool_start", ctypes.c_int32, ctypes.c_int32)(exe.threads - 1)
+        stop = jit.function("nc_pool_stop", None)
+    try:
+        for k in range(warmup + repeat):
+            counters[:] = 0
+            run(_table(ins), _table(outs), exe._init_ptr, exe._weights_ptr, _address(arena),
+                _address(sizes), _address(counters))
+            if k >= warmup:
+                per_run.append(counters.copy())
+    finally:
+        if stop is not None:
+            stop()
     names = list(dict.fromkeys(sites))
     out = []
     for name in names:
