@@ -82,6 +82,9 @@ class IndexEmitter:
         self.lanes = 1
         self.vvar: str | None = None
         self.mask: Val | None = None
+        # A vector loop's lower bound where its lane 0 is always that bound plus a multiple of
+        # the width (static bounds, not split across threads); absent otherwise.
+        self.lane0_base: dict[str, int] = {}
 
     # -- index arithmetic ----------------------------------------------------------------------
     def index(self, d: Dim) -> Val:
@@ -300,6 +303,8 @@ class KernelCodegen(IndexEmitter):
             self.one_by_one(op, self.loop)
             return
         self.ranges[var] = (lo, hi - 1)
+        if isinstance(lo, int) and not op.attributes.get("split_work"):
+            self.lane0_base[var] = lo
         width = int(op.attributes.get("vectorize") or 1)
         jam = int(op.attributes.get("jam") or 1)
         lo_v, hi_v = self.index(lo), self.index(hi)
@@ -429,6 +434,28 @@ class KernelCodegen(IndexEmitter):
             return off, True
         return self.linear(buf, exprs), False
 
+    def repeated(self, texts: list[str]) -> int:
+        """``k`` where an access reads each element for ``k`` consecutive lanes: its last index
+        is ``e(v floordiv k)`` (a depthwise convolution with a channel multiplier reads input
+        channel ``c floordiv k``) and lane 0 is a multiple of ``k``; else 0. Such a load is a
+        contiguous load of ``lanes / k`` elements and a shuffle, not a gather."""
+        v = self.vvar
+        if v is None or self.mask is not None or v not in self.lane0_base:
+            return 0
+        exprs = [dim(t) for t in texts]
+        if [k for k, e in enumerate(exprs) if v in symbols(e)] != [len(exprs) - 1]:
+            return 0
+        last, q = exprs[-1], sym(f"{v}#q")
+        for k in (2, 4, 8):
+            if self.lanes % k or self.lane0_base[v] % k:
+                continue
+            base = subs(last, {v: k * q})
+            if v in symbols(base) or symbols(base - q) & {f"{v}#q"}:
+                continue
+            if all(subs(last, {v: k * q + j}) == base for j in range(1, k)):
+                return k
+        return 0
+
     def linear(self, buf: _Buffer, exprs: list[Dim]) -> Val:
         total: Val | None = None
         for e, stride in zip(exprs, buf.strides):
@@ -445,9 +472,12 @@ class KernelCodegen(IndexEmitter):
         buf = self.buffers[id(op.operands[0])]
         t = llvm_type(buf.dtype)
         guard = self.conds(op.attributes["guard"]) if op.attributes.get("guard") else None
-        off, contiguous = self.address(buf, op.attributes["index"], guard)
         other = Val(literal(op.attributes.get("other", 0.0), buf.dtype), buf.dtype)
         align = ITEMSIZE[buf.dtype]
+        k = self.repeated(op.attributes["index"])
+        if k and (guard is None or guard.lanes == 1):
+            return self.repeated_load(buf, op.attributes["index"], k, guard, other)
+        off, contiguous = self.address(buf, op.attributes["index"], guard)
         if contiguous:
             ptr = self.f.assign(f"getelementptr {t}, ptr {buf.ptr}, i64 {off.ref}", "p")
             w = self.lanes
@@ -480,6 +510,29 @@ class KernelCodegen(IndexEmitter):
         if guard is not None:
             val = self.select(guard, val, other)
         return val
+
+    def repeated_load(self, buf: _Buffer, texts: list[str], k: int, guard: Val | None,
+                      other: Val) -> Val:
+        """The ``lanes / k`` elements from lane 0's, each repeated in ``k`` lanes."""
+        saved = self.vars[self.vvar]
+        self.vars[self.vvar] = self.vars[f"{self.vvar}#0"]
+        off = self.linear(buf, [dim(t) for t in texts])
+        self.vars[self.vvar] = saved
+        t, n, w = llvm_type(buf.dtype), self.lanes // k, self.lanes
+        nt = llvm_type(buf.dtype, n)
+        ptr = self.f.assign(f"getelementptr {t}, ptr {buf.ptr}, i64 {off.ref}", "p")
+        align = ITEMSIZE[buf.dtype]
+        if guard is None:
+            narrow = self.f.assign(f"load {nt}, ptr {ptr}, align {align}", "ld")
+        else:
+            mask, pas = self.splat_to(guard, n), self.splat_to(other, n)
+            narrow = self.f.assign(f"call {nt} @llvm.masked.load.{_mangle(buf.dtype, n)}.p0("
+                                   f"ptr {ptr}, i32 {align}, {mask.ty} {mask.ref}, "
+                                   f"{nt} {pas.ref})", "ld")
+        lanes = ", ".join(f"i32 {j // k}" for j in range(w))
+        ref = self.f.assign(f"shufflevector {nt} {narrow}, {nt} poison, <{w} x i32> "
+                            f"<{lanes}>", "rep")
+        return Val(ref, buf.dtype, w)
 
     def store(self, op: Op) -> None:
         buf = self.buffers[id(op.operands[0])]

@@ -4,9 +4,10 @@ The schedule tiles a contraction as rows x vectors (unroll-and-jam) with a maske
 a padded convolution's input loads go through a zero buffer; narrow dense layers run as dot
 products. Each case below forces one edge: sizes that are not a multiple of the tile or the
 vector (in both M and N), M = 1, K = 1, odd channel counts, stride 2, dilation, groups,
-depthwise, 1x1 convolutions, padding wider than the kernel's reach. Runs at -O2 (where
-weights are packed and tiles jammed) and -O0 (neither), bounds checks on, at batch 1 and at a
-batch that is not a multiple of the row tile (cpu_helpers.py states the tolerance).
+depthwise (with channel multipliers), 1x1 convolutions, padding wider than the kernel's
+reach. Runs at -O2 (where weights are packed and tiles jammed) and -O0 (neither), bounds
+checks on, at batch 1 and at a batch that is not a multiple of the row tile (cpu_helpers.py
+states the tolerance).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ CASES = {
     "conv-many-out": ("(6, 6, 5)", "Conv2D(70, (3, 3), padding=\"same\", activation=\"relu\")"),
     "depthwise": ("(9, 9, 24)", "DepthwiseConv2D((3, 3), padding=\"same\")"),
     "depthwise-stride2": ("(10, 7, 5)", "DepthwiseConv2D((3, 3), strides=2, padding=\"same\")"),
+    # a channel multiplier: output channel c reads input channel c floordiv m (a repeated
+    # contiguous load where the vector's lanes divide by m, a gather where they do not)
+    "depthwise-multiplier2": ("(7, 6, 24)",
+                              "DepthwiseConv2D((3, 3), padding=\"same\", depth_multiplier=2)"),
+    "depthwise-multiplier2-tail": ("(5, 5, 13)",
+                                   "DepthwiseConv2D((3, 3), padding=\"same\", depth_multiplier=2)"),
+    "depthwise-multiplier4": ("(6, 5, 4)", "DepthwiseConv2D((3, 3), depth_multiplier=4)"),
+    "depthwise-multiplier3": ("(6, 6, 16)", "DepthwiseConv2D((3, 3), depth_multiplier=3)"),
     "conv1d-stride2": ("(seq, 6)", "Conv1D(9, 3, strides=2, padding=\"same\")"),
     "maxpool-same": ("(9, 9, 5)", "MaxPooling2D((3, 3), strides=2, padding=\"same\")"),
 }
