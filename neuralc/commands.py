@@ -6,6 +6,7 @@ import argparse
 import io
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from neuralc.frontend.model import CompiledModel
 from neuralc.passes.manager import PassManager
 from neuralc.passes.pipelines import pipeline
 from neuralc.passes.registry import parse_pipeline
+
+if TYPE_CHECKING:
+    from neuralc.runtime.artifact import ArtifactData
 
 ARTIFACT_SUFFIX = ".ncz"  # -o model.ncz writes an artifact; `run model.ncz` runs one
 
@@ -506,17 +510,22 @@ def _compile_artifact(args: argparse.Namespace) -> int:
     data = build_artifact(model, _weights_for(model, args), source_text=text,
                           target=args.target, opt=args.opt, precision=args.precision or "fp32",
                           opset=args.opset, stage_warnings=stage)
-    if stage:
-        sys.stderr.write(render_all(stage) + "\n")
-    try:
-        data.write(args.output)
-    except OSError as e:
-        raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
-    names = ", ".join(str(v["name"]) for v in data.manifest["variants"])
-    print(f"wrote {args.output} (variants, best first: {names})")
+    _write_artifact(data, args.output, stage)
     for kind, why in data.manifest["not_built"].items():
         print(f"  not built: {kind}: {why}")
     return 0
+
+
+def _write_artifact(data: ArtifactData, output: str, stage: list[Diagnostic]) -> None:
+    """Print the build's warnings, write the artifact and say which variants it holds."""
+    if stage:
+        sys.stderr.write(render_all(stage) + "\n")
+    try:
+        data.write(output)
+    except OSError as e:
+        raise UsageError(f"cannot write {output}: {e.strerror}") from None
+    names = ", ".join(str(v["name"]) for v in data.manifest["variants"])
+    print(f"wrote {output} (variants, best first: {names})")
 
 
 def _refuse_source_flags(args: argparse.Namespace) -> None:
@@ -868,12 +877,5 @@ def _compile_cuda_artifact(args: argparse.Namespace, settings: dict) -> int:
     data = build_artifact(model, weights, source_text=text, target="cuda", opt=args.opt,
                           precision=args.precision or "fp32", opset=args.opset,
                           options=settings, stage_warnings=stage)
-    if stage:
-        sys.stderr.write(render_all(stage) + "\n")
-    try:
-        data.write(args.output)
-    except OSError as e:
-        raise UsageError(f"cannot write {args.output}: {e.strerror}") from None
-    names = ", ".join(str(v["name"]) for v in data.manifest["variants"])
-    print(f"wrote {args.output} (variants, best first: {names})")
+    _write_artifact(data, args.output, stage)
     return 0

@@ -98,3 +98,21 @@ def in_macro(callee: Location, caller: Location) -> Location:
     if isinstance(callee, CallSiteLoc):
         return CallSiteLoc(callee.callee, in_macro(callee.caller, caller))
     return CallSiteLoc(callee, caller)
+
+
+def source_lines(loc: object) -> list[str]:
+    """``file:line`` of every .nr line a (fused, macro) location covers, in order: what a
+    kernel's listing cites."""
+    out: list[str] = []
+    stack: list[object] = [loc]
+    while stack:
+        x = stack.pop(0)
+        if isinstance(x, FusedLoc):
+            stack = list(x.locs) + stack
+        elif isinstance(x, CallSiteLoc):
+            stack.insert(0, x.callee)
+        elif isinstance(x, FileLoc):
+            key = f"{x.file}:{x.line}"
+            if key not in out:
+                out.append(key)
+    return out

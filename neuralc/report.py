@@ -8,6 +8,7 @@ from neuralc.ir.core import Module, func_body
 from neuralc.ir.dims import Dim, parse_dim
 from neuralc.ir.types import shape_str
 from neuralc.layers import catalog
+from neuralc.location import source_lines
 
 
 @dataclass
@@ -92,25 +93,6 @@ def _flops(f: Dim) -> str:
 # -- the kernel view and the optimisation report --------------------------------------------
 
 
-def _lines_of(loc: object) -> list[str]:
-    """``file:line`` of every .nr line a (possibly fused or macro) location covers."""
-    from neuralc.location import CallSiteLoc, FileLoc, FusedLoc
-
-    out: list[str] = []
-    stack = [loc]
-    while stack:
-        x = stack.pop(0)
-        if isinstance(x, FusedLoc):
-            stack = list(x.locs) + stack
-        elif isinstance(x, CallSiteLoc):
-            stack.insert(0, x.callee)
-        elif isinstance(x, FileLoc):
-            key = f"{x.file}:{x.line}"
-            if key not in out:
-                out.append(key)
-    return out
-
-
 def format_kernels(module: Module) -> str:
     """Each fused kernel with its ops, the .nr lines it covers and the bytes it moves."""
     from neuralc.passes import analysis
@@ -132,7 +114,7 @@ def format_kernels(module: Module) -> str:
                 rd = analysis.eval_dim(row.reads, sizes)
                 wr = analysis.eval_dim(row.writes, sizes)
                 moved = f"  reads {rd:,} B, writes {wr:,} B"
-            lines = ", ".join(_lines_of(op.location)) or "-"
+            lines = ", ".join(source_lines(op.location)) or "-"
             out.append(f"{name:<10} {str(op.attributes.get('kind', '')):<28} {moved}")
             out.append(f"           ops: {' '.join(body)}")
             out.append(f"           from: {lines}")

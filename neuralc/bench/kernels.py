@@ -22,7 +22,7 @@ from typing import Any
 from neuralc.bench.context import CellContext
 from neuralc.bench.flops import LayerFlops, kernel_flops
 from neuralc.ir.core import Module, Op
-from neuralc.location import CallSiteLoc, FileLoc, FusedLoc
+from neuralc.location import FusedLoc, source_lines
 from neuralc.passes.analysis import eval_dim, kernel_ops, traffic
 
 
@@ -50,19 +50,7 @@ class KernelRow:
         return d
 
 
-def lines_of(loc: object) -> list[str]:
-    """``file:line`` of each ``.nr`` line a location covers (a macro's use site and body)."""
-    out: list[str] = []
-    stack = [loc]
-    while stack:
-        x = stack.pop(0)
-        if isinstance(x, FusedLoc):
-            stack = list(x.locs) + stack
-        elif isinstance(x, CallSiteLoc):
-            stack.insert(0, x.callee)
-        elif isinstance(x, FileLoc) and f"{x.file}:{x.line}" not in out:
-            out.append(f"{x.file}:{x.line}")
-    return out
+
 
 
 def _body(op: Op) -> list[Op]:
@@ -92,7 +80,7 @@ def static_rows(tensor: Module, graph: Module, sizes: dict[str, int],
             body = _body(k)
             rows.append(KernelRow(
                 name, str(k.attributes.get("kind", t.kind)),
-                [o.name.split(".", 1)[1] for o in body], lines_of(k.location),
+                [o.name.split(".", 1)[1] for o in body], source_lines(k.location),
                 int(eval_dim(t.reads, sizes)), int(eval_dim(t.writes, sizes)),
                 fl.per_kernel.get(name, 0), keys=[key for o in body for key in _op_keys(o)]))
     return rows, fl.outside

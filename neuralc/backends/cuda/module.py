@@ -34,7 +34,7 @@ from neuralc.ir.core import Module, Op, func_body
 from neuralc.ir.dialects.loop import dim
 from neuralc.ir.dims import symbols
 from neuralc.ir.types import MemRefType
-from neuralc.location import CallSiteLoc, FileLoc, FusedLoc, Location
+from neuralc.location import FileLoc, Location, source_lines
 
 TORCH_DTYPE = {"f32": "torch.float32", "f16": "torch.float16", "bf16": "torch.bfloat16",
                "f64": "torch.float64", "i64": "torch.int64", "i32": "torch.int32",
@@ -118,21 +118,7 @@ class ProgramSource:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def source_lines(loc: Location) -> list[str]:
-    """``file:line`` of every .nr line a (fused, macro) location covers, in order."""
-    out: list[str] = []
-    stack: list[object] = [loc]
-    while stack:
-        x = stack.pop(0)
-        if isinstance(x, FusedLoc):
-            stack = list(x.locs) + stack
-        elif isinstance(x, CallSiteLoc):
-            stack.insert(0, x.callee)
-        elif isinstance(x, FileLoc):
-            key = f"{x.file}:{x.line}"
-            if key not in out:
-                out.append(key)
-    return out
+
 
 
 def _source_comment(loc: Location) -> list[str]:
