@@ -440,7 +440,8 @@ class KernelCodegen(IndexEmitter):
         channel ``c floordiv k``) and lane 0 is a multiple of ``k``; else 0. Such a load is a
         contiguous load of ``lanes / k`` elements and a shuffle, not a gather."""
         v = self.vvar
-        if v is None or self.mask is not None or v not in self.lane0_base:
+        if v is None or self.mask is not None or v not in self.lane0_base \
+                or "floordiv" not in texts[-1]:
             return 0
         exprs = [dim(t) for t in texts]
         if [k for k, e in enumerate(exprs) if v in symbols(e)] != [len(exprs) - 1]:
