@@ -548,6 +548,12 @@ class Lowering:
             if kw.name in ("name", "precision"):  # every layer takes these two
                 continue
             p = spec.param(kw.name)
+            if p is None and kw.name in spec.unsupported:
+                if not (isinstance(kw.value, ast.Bool) and not kw.value.value):
+                    self.diags.error(f"{spec.name}: '{kw.name}' is not supported yet: "
+                                     f"{spec.unsupported[kw.name]}", kw.span)
+                    ok = False
+                continue
             if p is None:
                 hint = did_you_mean(kw.name, [q.name for q in spec.params] + ["name", "precision"])
                 self.diags.error(f"{spec.name} has no parameter '{kw.name}'{hint}", kw.span)

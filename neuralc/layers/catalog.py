@@ -409,6 +409,9 @@ class LayerSpec:
     num_results: Callable[[dict], int] | None = None
     # Lowering to tensor ops: (TensorBuilder, attrs, operand values) -> result values.
     lower: Callable[[Any, dict, list[Any]], list[Any]] | None = None
+    # Parameters other DSL implementations take that neuralc does not support yet: name ->
+    # why, and what to write instead. Giving one (other than as false) is an error saying so.
+    unsupported: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.keras_name:

@@ -73,4 +73,8 @@ EMBEDDING = register(LayerSpec(
     shape=_shape, reference=_reference, weights=_weights, lower=_lower,
     doc="Maps integer indices to learned vectors: (batch, ...) -> (batch, ..., output_dim).",
     example="Embedding(10000, 128)",
+    unsupported={"mask_zero": (
+        "neuralc carries no padding mask, so the recurrent and attention layers after this "
+        "one would read index 0 as an ordinary token; pad or trim the sequences to one "
+        "length and drop mask_zero")},
 ))

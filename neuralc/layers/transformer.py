@@ -367,6 +367,10 @@ TRANSFORMER_ENCODER = register(LayerSpec(
     extra={"stack_param": "num_layers"},
     doc="torch.nn.TransformerEncoderLayer (batch_first): self-attention and feed-forward.",
     example="TransformerEncoder(4, 128, activation=\"gelu\")",
+    unsupported={"use_attention_mask": (
+        "neuralc carries no padding mask from an Embedding to the attention; every position "
+        "attends to every other (use causal=true for a causal mask), so pad or trim the "
+        "sequences to one length and drop use_attention_mask")},
 ))
 
 TRANSFORMER_DECODER = register(LayerSpec(

@@ -216,3 +216,26 @@ def test_an_unknown_loss_is_an_error_with_a_suggestion():
         in out
     out = errors(text.replace("{}", "mean_squared_eror").replace("}}", "}"))
     assert "unknown loss 'mean_squared_eror'; did you mean 'mean_squared_error'?" in out
+
+
+# -- padding masks: refused at their line, saying why -------------------------------------------
+
+def test_mask_zero_is_refused_at_its_argument_saying_what_to_do():
+    out = errors('network N {\n  input: (seq,)\n  layers:\n'
+                 '    Embedding(100, 8, mask_zero=True)\n    LSTM(4)\n}\n')
+    assert "m.nr:4:23: error: Embedding: 'mask_zero' is not supported yet: neuralc carries no " \
+           "padding mask, so the recurrent and attention layers after this one" in out
+    assert "drop mask_zero" in out
+
+
+def test_mask_zero_false_is_the_default_and_accepted():
+    (y,) = runs('network N {\n  input: (seq,)\n  layers:\n'
+                '    Embedding(100, 8, mask_zero=false)\n    LSTM(4)\n}\n')
+    assert y.shape[-1] == 4
+
+
+def test_use_attention_mask_is_refused_at_its_argument():
+    out = errors('network N {\n  input: (seq, 8)\n  layers:\n'
+                 '    TransformerEncoder(num_heads=2, ff_dim=16, use_attention_mask=true)\n}\n')
+    assert "m.nr:4:48: error: TransformerEncoder: 'use_attention_mask' is not supported yet" \
+        in out
