@@ -2,8 +2,9 @@
 vectorised over output channels reads contiguously.
 
 PyTorch's layouts put the output channel first: a dense weight is (out, in), a convolution's
-(out, in/groups, *k). A kernel that computes 16 output channels at once in vector lanes wants
-them last: (in, out) and (*k, in/groups, out) ("hwio"). The transposes are work on weights
+(out, in/groups, *k), a transposed convolution's (in, out/groups, *k). A kernel that computes
+16 output channels at once in vector lanes wants them last: (in, out), (*k, in/groups, out)
+and (*k, in, out/groups) ("hwio"). The transposes are work on weights
 alone, so ``outline-init`` moves them into the init function: they run once, at load time
 (MLAS's, XNNPACK's and IREE's packing, here as ordinary IR).
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from neuralc.ir.core import BlockArgument, Module, Op, Rewriter, Value
 from neuralc.ir.dialects.tensor import ConvOp, MatmulOp
+from neuralc.ir.dialects.tensor_spatial import ConvTransposeOp
 from neuralc.passes.analysis import is_load_time
 from neuralc.passes.base import Pass, PassContext
 from neuralc.passes.registry import register_pass
@@ -87,6 +89,12 @@ def pack(module: Module, min_columns: int = 32) -> int:
         elif isinstance(op, ConvOp) and op.layout == "nhwc" and op.weight_layout == "oihw":
             nd = len(w.type.shape) - 2
             perm = [*range(2, nd + 2), 1, 0]
+            rewriter.set_operand(op, 1, _transpose(op, w, perm, rewriter))
+            rewriter.set_attr(op, "weight_layout", "hwio")
+            packed += 1
+        elif isinstance(op, ConvTransposeOp) and op.weight_layout == "iohw":
+            nd = len(w.type.shape) - 2
+            perm = [*range(2, nd + 2), 0, 1]
             rewriter.set_operand(op, 1, _transpose(op, w, perm, rewriter))
             rewriter.set_attr(op, "weight_layout", "hwio")
             packed += 1

@@ -462,7 +462,10 @@ class ConvTransposeOp(TensorOp):
 
     Input position ``o`` with tap ``t`` lands on ``o * stride + t * dilation`` of the full
     result, ``(size - 1) * stride + (k - 1) * dilation + 1`` long, which is then cut to the
-    output. ``padding`` "valid" or "same" gives Keras's output length
+    output. ``weight_layout`` is "iohw" (PyTorch's ``(in, out / groups, *k)``, the default) or
+    "hwio" (``(*k, in, out / groups)``: output channels contiguous for a kernel vectorised over
+    them; ``pack-weights`` chooses it, the transpose running once at load time). ``padding``
+    "valid" or "same" gives Keras's output length
     (``common.transpose_out_dim``, with ``output_padding`` when present) and crop (the smaller
     half of the adjoint forward convolution's 'same' padding, ``common.transpose_crop``);
     explicit ``[[lo, hi], ...]`` crops ``lo`` at the start and ``hi`` at the end, a negative
@@ -480,8 +483,19 @@ class ConvTransposeOp(TensorOp):
     groups = attribute(POSITIVE)
     padding = attribute(PADDING)
     output_padding = opt_attribute(ListAttr(NON_NEGATIVE, non_empty=True))
+    weight_layout = attribute(StrAttr(("iohw", "hwio")), default="iohw")
     FUSION = "output_fusible"
     PRECISION = "low"
+
+    def iohw(self, w: Any) -> tuple:
+        """The weight's shape in PyTorch's order ``(in, out / groups, *k)``, whatever its
+        layout."""
+        w = tuple(w)
+        return (w[-2], w[-1], *w[:-2]) if self.weight_layout == "hwio" else w
+
+    def weight_index(self, c: Dim, f: Dim, taps: list[Dim]) -> list[Dim]:
+        """Where weight element (c, f, *taps) is in the weight's layout."""
+        return [*taps, c, f] if self.weight_layout == "hwio" else [c, f, *taps]
 
     def verify_extra(self) -> list[str]:
         errs = _same_lengths(self, ("strides", "dilation"))
@@ -507,7 +521,7 @@ class ConvTransposeOp(TensorOp):
         return out, None
 
     def infer_types(self, ctx: ShapeContext) -> list[TensorType]:
-        x, w = ranked(self, 0), ranked(self, 1)
+        x, w = ranked(self, 0), self.iohw(ranked(self, 1))
         a = self.attributes
         nd = len(x) - 2
         if nd < 1 or len(w) != nd + 2 or len(a["strides"]) != nd or len(a["dilation"]) != nd:
@@ -544,8 +558,11 @@ class ConvTransposeOp(TensorOp):
         """The adjoint of conv: output ``y`` (``p = y + crop`` in the full result) receives
         input ``(p - t * dilation) / stride`` through tap ``t`` where that is an integer
         (``mod`` 0) inside the input; a contraction over the group's input channels and the
-        taps, accumulated in float32 as the reference."""
-        x, w = ranked(self, 0), ranked(self, 1)
+        taps, accumulated in float32 as the reference. On an axis whose window equals its
+        stride (k == s, no dilation: a U-Net's 2x2 up-convolution) exactly one tap reaches
+        each output, ``t = p mod s`` from input ``p floordiv s``: no reduction over that
+        axis's taps, no tap masked out."""
+        x, w = ranked(self, 0), self.iohw(ranked(self, 1))
         a = self.attributes
         strides, dilation, groups = a["strides"], a["dilation"], a["groups"]
         taps = [int(k) for k in w[2:]]
@@ -556,27 +573,39 @@ class ConvTransposeOp(TensorOp):
         cin = floordiv(x[-1], groups)
         crops = [self._crop(d, i, k) for i, (d, k) in enumerate(zip(x[1:-1], taps))]
 
+        exact = [k == s and dl == 1 for k, s, dl in zip(taps, strides, dilation)]
+
         def term(rs: list[Dim]) -> Node:
-            ch, ts = group * cin + rs[0], rs[1:]
+            ch, reduced = group * cin + rs[0], iter(rs[1:])
             pos: list[Dim] = []
+            ts: list[Dim] = []
             conds: list[Cond] = []
-            for y, t, s, dl, cr, d in zip(ys, ts, strides, dilation, crops, x[1:-1]):
-                p = b.simplify(y + cr - t * dl)
-                q = b.simplify(floordiv(p, s))
-                if s > 1:
-                    conds.append((b.simplify(mod(p, s)), 0, 1))
+            for y, s, dl, cr, d, one in zip(ys, strides, dilation, crops, x[1:-1], exact):
+                if one:  # the one tap that lands on y
+                    t: Dim = b.simplify(mod(y + cr, s))
+                    q = b.simplify(floordiv(y + cr, s))
+                else:
+                    t = next(reduced)
+                    p = b.simplify(y + cr - t * dl)
+                    q = b.simplify(floordiv(p, s))
+                    if s > 1:
+                        conds.append((b.simplify(mod(p, s)), 0, 1))
                 conds.append((q, 0, d))
                 pos.append(q)
+                ts.append(t)
             xv = b.operand_guarded(self, 0, [n, *pos, ch], conds, 0.0)
-            wv = b.operand(self, 1, [ch, fo, *ts])
+            wv = b.operand(self, 1, self.weight_index(ch, fo, ts))
             return b.binary("mul", b.cast(xv, "f32"), b.cast(wv, "f32"))
 
-        total = b.reduce("add", [(0, cin)] + [(0, k) for k in taps], term, contraction=True,
-                         dtype="f32")
+        loops = [(0, cin)] + [(0, k) for k, one in zip(taps, exact) if not one]
+        total = b.reduce("add", loops, term, contraction=True, dtype="f32")
         return b.cast(total, self.results[0].type.dtype)
 
     def evaluate(self, args: list[np.ndarray], ctx: EvalContext) -> list[np.ndarray]:
         x, w = args[0].astype(np.float32), args[1].astype(np.float32)
+        if self.weight_layout == "hwio":
+            nd = w.ndim - 2
+            w = np.transpose(w, (nd, nd + 1, *range(nd)))
         a = self.attributes
         s, d, g = a["strides"], a["dilation"], a["groups"]
         k = list(w.shape[2:])

@@ -49,6 +49,14 @@ CASES = {
     "depthwise-multiplier4": ("(6, 5, 4)", "DepthwiseConv2D((3, 3), depth_multiplier=4)"),
     "depthwise-multiplier3": ("(6, 6, 16)", "DepthwiseConv2D((3, 3), depth_multiplier=3)"),
     "conv1d-stride2": ("(seq, 6)", "Conv1D(9, 3, strides=2, padding=\"same\")"),
+    # transposed convolutions (weights packed (*k, in, out)): a window equal to the stride
+    # has one tap per output (no tap reduction), others reduce over guarded taps
+    "conv-transpose-k2-s2": ("(5, 6, 7)", "Conv2DTranspose(19, 2, strides=2)"),
+    "conv-transpose-k2-s2-same": ("(5, 5, 3)",
+                                  "Conv2DTranspose(16, 2, strides=2, padding=\"same\")"),
+    "conv-transpose-k3-s2-same": ("(4, 5, 6)",
+                                  "Conv2DTranspose(17, 3, strides=2, padding=\"same\")"),
+    "conv-transpose-k3-s1": ("(6, 4, 5)", "Conv2DTranspose(8, (3, 2))"),
     "maxpool-same": ("(9, 9, 5)", "MaxPooling2D((3, 3), strides=2, padding=\"same\")"),
 }
 
