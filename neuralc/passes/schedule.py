@@ -16,7 +16,9 @@ A matmul with (out, in) weights thus vectorises its reduction (both operands are
 along it), an elementwise kernel its last axis, a softmax its row reductions and its row.
 The width is ``vector_bits`` over the element size (16 float32 lanes at 512 bits), halved
 while half of it still covers the loop's static extent (10 iterations: one masked step of 16
-lanes); loops of fewer than 4 iterations stay scalar.
+lanes); loops of fewer than 4 iterations stay scalar, and where such a loop is the
+innermost of its nest, its parent loop runs in lanes instead (a softmax over 3 classes per
+pixel: the pixels in lanes, through gathers and scatters).
 
 Around a reduction the schedule also unrolls and jams (``jam = J``): the vectorised loop runs
 up to 4 vectors at a time and its parent loop several rows, sized so the tile of accumulators
@@ -138,10 +140,35 @@ def schedule_kernel(kernel: Op, vector_bits: int, rewriter: Rewriter,
             continue
         _apply([(_gathers(r, v), 1, r, v) for v in r.attributes["vars"]], vector_bits,
                rewriter)
+    for f in fors:
+        _vectorize_around_narrow(f, vector_bits, rewriter)
     for r in [o for o in kernel.walk() if o.name == "loop.reduce"]:
         if not r.attributes.get("vectorize"):
             _order_reduction(r, rewriter)
     _split(kernel, nominal, rewriter)
+
+
+def _vectorize_around_narrow(f: Op, vector_bits: int, rewriter: Rewriter) -> None:
+    """An innermost loop too short for lanes (a softmax over 3 classes per pixel) leaves its
+    whole nest scalar; its parent parallel loop (the pixels) then runs in lanes instead, its
+    accesses gathers and scatters. Only where nothing in the parent is vectorised already,
+    the parent holds no other loop, and the parent is long enough for lanes."""
+    parent = f.parent_op()
+    if f.attributes.get("vectorize") or parent is None or parent.name != "loop.for" \
+            or parent.attributes.get("kind") != "parallel" or parent.attributes.get("vectorize"):
+        return
+    extent = dim(f.attributes["upper"]) - dim(f.attributes["lower"])
+    if not isinstance(extent, int) or extent >= MIN_LANES:
+        return
+    inside = list(parent.walk())[1:]
+    if any(o.name == "loop.for" and o is not f for o in inside) or any(
+            o.attributes.get("vectorize") or o.name in ("loop.bind", "loop.call")
+            for o in inside):
+        return
+    outer = dim(parent.attributes["upper"]) - dim(parent.attributes["lower"])
+    lanes = _lanes(vector_bits, _element_type(parent), outer)
+    if lanes > 1:
+        rewriter.set_attr(parent, "vectorize", lanes)
 
 
 def _ancestors(op: Op, stop: Op) -> list[Op]:
