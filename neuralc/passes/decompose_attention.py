@@ -35,11 +35,7 @@ def decompose(op: AttentionOp, b: TensorBuilder) -> Value:
     q, k, v = (_f32(b, x) for x in op.operands)
     assert q.type.shape is not None and k.type.shape is not None
     depth, rows, cols = q.type.shape[-1], q.type.shape[-2], k.type.shape[-2]
-    scale = op.scale
-    if scale is None:
-        if not isinstance(depth, int):
-            raise NotImplementedError("attention without a scale needs a static depth")
-        scale = 1.0 / math.sqrt(depth)
+    scale = op.scale if op.scale is not None else 1.0 / math.sqrt(int(depth))
     # k^T as a tensor: the transpose fuses into the kernel that produces k (its store goes
     # to (d, keys)), and the scores' matmul then reads rows of keys contiguously.
     perm = list(range(len(k.type.shape)))
@@ -64,6 +60,8 @@ def decompose_all(module: Module) -> int:
     for op in [o for o in module.walk() if isinstance(o, AttentionOp)]:
         if op.operands[0].type.shape is None or op.operands[1].type.shape is None:
             continue
+        if op.scale is None and not isinstance(op.operands[0].type.shape[-1], int):
+            continue  # 1/sqrt(d) of a symbolic depth: the op's own lowering computes it
         out = decompose(op, TensorBuilder(op, {}, unifier, rewriter))
         rewriter.replace_op(op, [out])
         count += 1

@@ -84,3 +84,17 @@ SOURCES = {
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_models_lower_to_loops_at_every_level(name: str) -> None:
     check_source(SOURCES[name], levels=(0, 1, 2, 3), rtol=1e-4)
+
+
+def test_attention_without_a_scale_over_a_symbolic_depth() -> None:
+    """No ``scale`` and a depth known only at run time: 1/sqrt(d) from d's size (the
+    reference takes it from the array), at two depths."""
+    text = """
+    module @T attributes {dim_nominal = {batch = 1, d = 8}} {
+      func.func @T(%q: tensor<batch x 5 x d x f32>, %k: tensor<batch x 7 x d x f32>, %v: tensor<batch x 7 x 4 x f32>) -> (tensor<* x f32>) {
+        %0 = "tensor.attention"(%q, %k, %v) {causal = false} : (tensor<batch x 5 x d x f32>, tensor<batch x 7 x d x f32>, tensor<batch x 7 x 4 x f32>) -> tensor<* x f32>
+        "func.return"(%0) : (tensor<* x f32>) -> ()
+      }
+    }"""
+    for d in (8, 13):
+        check_tensor_ir(text, [f32(2, 5, d), f32(2, 7, d), f32(2, 7, 4)])

@@ -944,9 +944,12 @@ class AttentionOp(TensorOp):
         lead, i, f = index[:-2], index[-2], index[-1]
         depth, keys = q_shape[-1], k_shape[-2]
         scale = self.scale
-        if scale is None and not isinstance(depth, int):
-            raise NotImplementedError("attention without a scale needs a static depth")
-        scale_node = b.const(scale if scale is not None else 1.0 / math.sqrt(depth), "f32")
+        if scale is not None:
+            scale_node = b.const(scale, "f32")
+        elif isinstance(depth, int):
+            scale_node = b.const(1.0 / math.sqrt(depth), "f32")
+        else:  # a symbolic depth: 1/sqrt(d) from its size at run time
+            scale_node = b.unary("rsqrt", b.index_value(depth, "f32"))
 
         def lead_of(shape: tuple[Dim, ...]) -> list[Dim]:
             return _batch_index(list(lead), shape)
