@@ -398,18 +398,12 @@ def emit_flash(w: Any, plan: Any, pid: str, env: Any) -> None:
 def _bind_flat(w: Any, env: Any, names: list[str], los: list[Dim], exts: list[Dim],
                arange: str, total: int) -> None:
     """The contraction variables from one flat index over a static box."""
-    from neuralc.backends.cuda.kernel_codegen import Val, _safe
-    from neuralc.ir.dims import product
+    from neuralc.backends.cuda.kernel_codegen import Val, _safe, flat_term
 
     flat = w.assign("df", arange)
     mask = w.assign("dm", f"{flat} < {total}")
     for k, n in enumerate(names):
-        stride = product(exts[k + 1:])
-        t = flat if stride == 1 else f"({flat} // {w.sym_text(stride)})"
-        if k > 0:
-            t = f"({t} % {w.sym_text(exts[k])})"
-        if los[k] != 0:
-            t = f"{w.sym_text(los[k])} + {t}"
+        t = flat_term(flat, k, los, exts, w.sym_text)
         env.vars[n] = Val(w.assign(f"x_{_safe(n)}_", t), 2, "i32")
         env.masks[n] = Val(mask, 2, "i1")
         env.ranges[n] = (los[k], exts[k] + los[k] - 1)

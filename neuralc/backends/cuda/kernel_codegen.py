@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1084,13 +1084,7 @@ class TritonKernelWriter:
             # a block exactly the size of a static box needs no mask
             rmask = None if exact else self.assign("rm", f"{flat} < {total_text}")
             for k, n in enumerate(names):
-                stride = product(exts[k + 1:])
-                ix = self.idx(inner)
-                e = flat if stride == 1 else f"({flat} // {ix.text(stride)})"
-                if k > 0:
-                    e = f"({e} % {ix.text(exts[k])})"
-                if los[k] != 0:
-                    e = f"{ix.text(los[k])} + {e}"
+                e = flat_term(flat, k, los, exts, self.idx(inner).text)
                 inner.vars[n] = Val(self.assign(f"x_{_safe(n)}_", e), inner.rank, "i32")
                 if rmask is not None:
                     inner.masks[n] = Val(rmask, inner.rank, "i1")
@@ -1205,13 +1199,7 @@ class TritonKernelWriter:
                 kf = self.assign("kf", kk)
                 km = self.assign("km", f"{kf} < {total}")
                 for k, n in enumerate(names):
-                    stride = product(exts[k + 1:])
-                    ix = self.idx(e)
-                    t = kf if stride == 1 else f"({kf} // {ix.text(stride)})"
-                    if k > 0:
-                        t = f"({t} % {ix.text(exts[k])})"
-                    if los[k] != 0:
-                        t = f"{ix.text(los[k])} + {t}"
+                    t = flat_term(kf, k, los, exts, self.idx(e).text)
                     e.vars[n] = Val(self.assign(f"x_{_safe(n)}_", t), 2, "i32")
                     e.masks[n] = Val(km, 2, "i1")
                     e.ranges[n] = (los[k], his[k] - 1)
@@ -1257,6 +1245,19 @@ def _nests(ops: list[Op]) -> Iterator[Op]:
             yield from _nests(list(op.regions[0].blocks[0].ops))
         elif op.name == "loop.for":
             yield op
+
+
+def flat_term(flat: str, k: int, los: list[Dim], exts: list[Dim],
+              text: Callable[[Dim], str]) -> str:
+    """Variable ``k`` of a box (lower bounds ``los``, extents ``exts``, row-major) at the flat
+    position ``flat``: ``lo_k + (flat // stride_k) % ext_k`` as Triton text."""
+    stride = product(exts[k + 1:])
+    t = flat if stride == 1 else f"({flat} // {text(stride)})"
+    if k > 0:
+        t = f"({t} % {text(exts[k])})"
+    if los[k] != 0:
+        t = f"{text(los[k])} + {t}"
+    return t
 
 
 def _safe(name: str) -> str:
