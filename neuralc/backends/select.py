@@ -141,11 +141,14 @@ def probe_cpu() -> CpuInfo:
 
 
 def has_module(name: str) -> bool:
-    """Whether a Python package is installed (found, not imported)."""
+    """Whether a Python package is installed (found, not imported). A bare directory of that
+    name on the path (a namespace package: no ``__init__.py``, such as a ``tensorrt/`` folder
+    in the working directory) is not an installed package."""
     try:
-        return importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
         return False
+    return spec is not None and spec.origin not in (None, "namespace")
 
 
 def module_version(name: str) -> str | None:

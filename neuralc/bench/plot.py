@@ -22,9 +22,9 @@ LABELLED = 4  # kernels named on the roofline, slowest first, per kernel table
 
 def require() -> None:
     """A usage error naming the extra when matplotlib is not installed."""
-    import importlib.util
+    from neuralc.backends.select import has_module
 
-    if importlib.util.find_spec("matplotlib") is None:
+    if not has_module("matplotlib"):
         raise UsageError("--plot needs matplotlib: pip install 'neuralc[plot]'")
 
 

@@ -341,3 +341,15 @@ def test_the_real_probes_import_nothing_heavy():
         assert cpu.has("sse2")
     cuda = probe_cuda()
     assert bool(cuda.gpus) != bool(cuda.problem)
+
+
+def test_a_bare_directory_named_like_a_package_is_not_that_package(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """A folder called ``tensorrt`` beside the model (or this test suite's own
+    tests/backends/tensorrt) is a namespace package to importlib, not TensorRT."""
+    (tmp_path / "neuralc_probe_pkg").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert not select.has_module("neuralc_probe_pkg")
+    (tmp_path / "neuralc_probe_pkg" / "__init__.py").write_text("")
+    assert select.has_module("neuralc_probe_pkg")
+    assert select.has_module("numpy") and not select.has_module("no_such_package_here")

@@ -91,7 +91,9 @@ def has_feature(name: str) -> bool:
     if name == "gpu":
         return has_gpu()
     if name == "tensorrt":
-        return importlib.util.find_spec("tensorrt") is not None
+        from neuralc.backends.select import has_module
+
+        return has_module("tensorrt")
     return False
 
 

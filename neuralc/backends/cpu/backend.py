@@ -8,12 +8,11 @@ native call per inference (:mod:`neuralc.backends.cpu.runtime`).
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 
 from neuralc.backends.base import Artifact, Backend, BackendOptions, BackendUnavailable, Executable
 from neuralc.backends.registry import register_backend
+from neuralc.backends.select import has_module
 from neuralc.frontend.model import CompiledModel
 
 
@@ -26,7 +25,7 @@ class CpuBackend(Backend):
     runnable = True
 
     def check_available(self) -> None:
-        if importlib.util.find_spec("llvmlite") is None:
+        if not has_module("llvmlite"):
             raise BackendUnavailable("the cpu target needs llvmlite: pip install llvmlite")
 
     def compile(self, model: CompiledModel, options: BackendOptions):

@@ -40,6 +40,7 @@ import numpy as np
 from neuralc.backends.base import BackendUnavailable, Executable
 from neuralc.backends.cuda.compile import CudaCompilation
 from neuralc.backends.cuda.module import ProgramSource
+from neuralc.backends.select import has_module
 from neuralc.frontend.model import CompiledModel
 from neuralc.ir.dims import evaluate
 from neuralc.runtime.signature import InputError, bind_inputs, select_func
@@ -59,7 +60,7 @@ def interpreter_enabled() -> bool:
 def require_packages() -> None:
     """torch and triton, or BackendUnavailable naming the extra to install."""
     for name in ("torch", "triton"):
-        if importlib.util.find_spec(name) is None:
+        if not has_module(name):
             raise BackendUnavailable(f"the cuda target needs {name}: pip install "
                                      "'neuralc[cuda]' (triton) and torch")
 

@@ -18,11 +18,11 @@ does not load them.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
 
+from neuralc.backends.select import has_module
 from neuralc.runtime.artifact import ArtifactError
 from neuralc.runtime.artifact_variants import (
     BuildInput,
@@ -86,7 +86,7 @@ class CudaVariant(Variant):
 
     def build(self, b: BuildInput) -> list[VariantEntry]:
         for m in ("triton", "torch"):
-            if importlib.util.find_spec(m) is None:
+            if not has_module(m):
                 raise VariantUnavailable(f"{m} is not installed (pip install 'neuralc[cuda]' "
                                          "and torch)")
         archs = _archs(b)

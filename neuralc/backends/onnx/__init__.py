@@ -9,8 +9,6 @@ onnxruntime load only when the target is used, so ``import neuralc`` stays light
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 
 from neuralc.backends.base import (
@@ -21,6 +19,7 @@ from neuralc.backends.base import (
     Executable,
 )
 from neuralc.backends.registry import register_backend
+from neuralc.backends.select import has_module
 from neuralc.frontend.model import CompiledModel
 from neuralc.ir.core import Op
 
@@ -34,7 +33,7 @@ class OnnxBackend(Backend):
     runnable = True
 
     def check_available(self) -> None:
-        missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        missing = [m for m in ("onnx", "onnxruntime") if not has_module(m)]
         if missing:
             raise BackendUnavailable(
                 f"the onnx target needs {' and '.join(missing)}: pip install 'neuralc[onnx]'")

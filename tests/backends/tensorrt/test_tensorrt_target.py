@@ -4,7 +4,6 @@ message, the optimisation profile, and parser errors mapped back to ``.nr`` line
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import neuralc
 from neuralc.backends.base import BackendOptions
 from neuralc.backends.registry import get_backend
-from neuralc.backends.select import probe_cuda
+from neuralc.backends.select import has_module, probe_cuda
 from neuralc.backends.tensorrt.build import (
     ParserProblem,
     parser_diagnostics,
@@ -27,7 +26,7 @@ from neuralc.runtime.weights import init_weights
 
 ROOT = Path(__file__).resolve().parents[3]
 MNIST = ROOT / "examples" / "mnist_cnn.nr"
-HAVE_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+HAVE_TENSORRT = has_module("tensorrt")  # not this test folder, which is named tensorrt too
 
 needs_tensorrt = pytest.mark.skipif(not (HAVE_TENSORRT and probe_cuda().gpus),
                                     reason="needs TensorRT and a CUDA GPU")
